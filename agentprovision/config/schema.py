@@ -1,0 +1,273 @@
+"""The admin configuration schema: what each YAML file may say, field by field.
+
+Every model forbids unknown fields so a misspelt key is an error rather than a silently ignored
+setting. Checks that span files (references between tenants, models, agents and departments)
+live in `checks.py`; this module only knows the shape of one file at a time.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+ROLES = ("platform_admin", "tenant_admin", "agent_operator", "analyst", "finance", "auditor")
+PLATFORM_ROLES = ("platform_admin", "auditor", "finance")
+TENANT_ROLES = ("tenant_admin", "agent_operator", "analyst", "finance", "auditor")
+
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,62}$")]
+Role = Literal["platform_admin", "tenant_admin", "agent_operator", "analyst", "finance", "auditor"]
+Region = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,30}$")]
+Usd = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=6)]
+
+ENV_REFERENCE = re.compile(r"^\$\{[A-Z_][A-Z0-9_]*\}$")
+VAULT_REFERENCE = re.compile(r"^secret://[a-z0-9][a-z0-9._/-]*$")
+
+
+def is_reference(value: object) -> bool:
+    return isinstance(value, str) and bool(ENV_REFERENCE.match(value) or VAULT_REFERENCE.match(value))
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretRef(str):
+    """A pointer to a secret (`${ENV_VAR}` or `secret://name`), never the secret itself."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        from pydantic_core import core_schema
+
+        def check(value: str) -> str:
+            if not is_reference(value):
+                raise ValueError(
+                    "must be a reference such as ${ENV_VAR} or secret://name, not the value itself"
+                )
+            return value
+
+        return core_schema.no_info_after_validator_function(check, core_schema.str_schema())
+
+
+class Budget(Strict):
+    """Monthly spend limits in USD: crossing `soft` raises an alert, `hard` refuses further calls."""
+
+    monthly_hard_usd: Usd
+    monthly_soft_usd: Usd | None = None
+
+    @model_validator(mode="after")
+    def soft_below_hard(self) -> Budget:
+        if self.monthly_soft_usd is not None and self.monthly_soft_usd > self.monthly_hard_usd:
+            raise ValueError(
+                f"monthly_soft_usd ({self.monthly_soft_usd}) is above monthly_hard_usd "
+                f"({self.monthly_hard_usd}); the soft threshold must be at or below the hard limit"
+            )
+        return self
+
+
+# --- platform.yaml ---------------------------------------------------------------------------
+
+
+class PlatformSettings(Strict):
+    environment: Literal["dev", "production"]
+    # Where the platform keeps its state, and which stores it uses, come from the environment so the
+    # same config runs embedded on a laptop and against PostgreSQL in production.
+    state_dir: SecretRef = SecretRef("${AGENTPROVISION_STATE_DIR}")
+    ops_store_url: SecretRef = SecretRef("${AGENTPROVISION_DATABASE_URL}")
+    warehouse_target: SecretRef = SecretRef("${AGENTPROVISION_WAREHOUSE_TARGET}")
+    default_region: Region
+    regions: list[Region] = Field(min_length=1)
+    budget: Budget | None = None
+
+    @model_validator(mode="after")
+    def default_region_listed(self) -> PlatformSettings:
+        if self.default_region not in self.regions:
+            raise ValueError(f"default_region {self.default_region!r} is not in regions {self.regions}")
+        return self
+
+
+class User(Strict):
+    id: Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] = Field(
+        description="The user's e-mail address, used as their identity."
+    )
+    name: str = Field(min_length=1)
+    role: Role
+    department: Slug | None = None
+
+
+class AlertChannel(Strict):
+    id: Slug
+    kind: Literal["webhook", "slack", "email"]
+    target: SecretRef = Field(description="URL or address, by reference: webhook URLs carry tokens.")
+    signing_secret: SecretRef | None = None
+    events: list[Literal["budget_soft", "budget_hard", "run_failed", "policy_violation", "sync_failed"]] = Field(
+        min_length=1
+    )
+
+
+class PlatformFile(Strict):
+    platform: PlatformSettings
+    users: list[User] = Field(default_factory=list)
+    alert_channels: list[AlertChannel] = Field(default_factory=list)
+
+
+# --- models.yaml (LiteLLM model_list shape plus our metadata) ----------------------------------
+
+
+class LiteLLMParams(BaseModel):
+    """LiteLLM's own `litellm_params`; passed through untouched apart from the secret checks."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    model: str = Field(min_length=3, description="provider/model, as LiteLLM names it")
+    api_key: SecretRef | None = None
+    api_base: str | None = None
+    timeout: float | None = Field(default=None, gt=0)
+    rpm: int | None = Field(default=None, gt=0)
+    tpm: int | None = Field(default=None, gt=0)
+
+
+class ContractPrice(Strict):
+    """Negotiated prices that replace LiteLLM's list prices for this deployment."""
+
+    input_per_mtok_usd: Usd
+    output_per_mtok_usd: Usd
+    cached_input_per_mtok_usd: Usd | None = None
+
+
+class ModelInfo(Strict):
+    id: Slug = Field(description="Unique deployment id; routing decisions and cost events name it.")
+    tier: Literal["basic", "standard", "advanced"]
+    regions: list[Region] = Field(min_length=1)
+    context_window: int = Field(gt=0)
+    contract_price: ContractPrice | None = None
+    tenant: Slug | None = Field(default=None, description="Set for a tenant's own fine-tuned model.")
+    # Keys LiteLLM itself reads from model_info, kept so a pasted LiteLLM config still validates.
+    base_model: str | None = None
+    mode: str | None = None
+
+
+class ModelDeployment(Strict):
+    model_name: str = Field(min_length=1)
+    litellm_params: LiteLLMParams
+    model_info: ModelInfo
+
+    @property
+    def provider(self) -> str:
+        return self.litellm_params.model.split("/", 1)[0]
+
+
+class ModelsFile(Strict):
+    model_list: list[ModelDeployment] = Field(min_length=1)
+
+
+# --- tenants/<id>.yaml -------------------------------------------------------------------------
+
+
+class Department(Strict):
+    id: Slug
+    name: str = Field(min_length=1)
+    cost_centre: str = Field(min_length=1)
+    budget: Budget | None = None
+
+
+class TenantPolicies(Strict):
+    allowed_models: list[str] | None = Field(
+        default=None, description="model_name values this tenant may use; unset means every model in its region."
+    )
+    pii: Literal["mask", "block", "allow"] = "mask"
+    store_prompts: bool = False
+    retention_days: int = Field(default=365, ge=1, le=3650)
+
+
+class Tenant(Strict):
+    id: Slug
+    display_name: str = Field(min_length=1)
+    region: Region
+    plan: Literal["starter", "business", "enterprise"]
+    max_concurrent_runs: int = Field(default=2, ge=1, le=1000)
+    departments: list[Department] = Field(min_length=1)
+    budget: Budget
+    policies: TenantPolicies = TenantPolicies()
+
+
+class ModelRequirements(Strict):
+    tier: Literal["basic", "standard", "advanced"] = "standard"
+    min_context_window: int = Field(default=8_000, gt=0)
+    max_input_per_mtok_usd: Usd | None = None
+
+
+class AgentLimits(Strict):
+    max_steps: int = Field(default=8, ge=1, le=200)
+    max_tokens: int = Field(default=20_000, ge=100)
+    max_wall_seconds: int = Field(default=300, ge=1, le=86_400)
+    max_concurrent_tasks: int = Field(default=2, ge=1, le=100)
+
+
+class EventTrigger(Strict):
+    connector: Slug
+    stream: str = Field(min_length=1)
+    match: dict[str, str | int | bool | list[str]] = Field(
+        default_factory=dict, description="Field equality (or list membership) a new record must satisfy."
+    )
+
+
+class Agent(Strict):
+    id: Slug
+    name: str = Field(min_length=1)
+    type: str = Field(min_length=1)
+    version: Annotated[str, StringConstraints(pattern=r"^\d+\.\d+\.\d+$")]
+    department: Slug
+    owner: str
+    requirements: ModelRequirements = ModelRequirements()
+    tools: list[str] = Field(default_factory=list)
+    schedule: str | None = Field(default=None, description="Five-field cron, evaluated in UTC.")
+    triggers: list[EventTrigger] = Field(default_factory=list)
+    limits: AgentLimits = AgentLimits()
+    status: Literal["draft", "active", "paused", "retired"] = "draft"
+    budget: Budget | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("tools")
+    @classmethod
+    def tools_unique(cls, tools: list[str]) -> list[str]:
+        repeated = sorted({t for t in tools if tools.count(t) > 1})
+        if repeated:
+            raise ValueError(f"tools listed more than once: {', '.join(repeated)}")
+        return tools
+
+
+class Connector(Strict):
+    id: Slug
+    kind: str = Field(min_length=1)
+    settings: dict[str, Any] = Field(default_factory=dict)
+    credential: SecretRef | None = None
+    schedule: str | None = None
+    allowed_hosts: list[str] = Field(default_factory=list)
+
+
+class TenantFile(Strict):
+    tenant: Tenant
+    users: list[User] = Field(default_factory=list)
+    agents: list[Agent] = Field(default_factory=list)
+    connectors: list[Connector] = Field(default_factory=list)
+    alert_channels: list[AlertChannel] = Field(default_factory=list)
+
+
+# --- the whole config --------------------------------------------------------------------------
+
+
+class AdminConfig(Strict):
+    """Everything an admin configured, after every file and cross-file check passed."""
+
+    platform: PlatformFile
+    models: ModelsFile
+    tenants: list[TenantFile]
+
+    def tenant(self, tenant_id: str) -> TenantFile:
+        for tenant_file in self.tenants:
+            if tenant_file.tenant.id == tenant_id:
+                return tenant_file
+        raise KeyError(tenant_id)

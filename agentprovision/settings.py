@@ -1,0 +1,73 @@
+"""Runtime settings, read from the environment once and passed around explicitly.
+
+Every path the platform writes to hangs off one state directory, so the embedded default can be
+wiped with a single `rm -rf .state` and production can point it at a persistent volume.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+ENV_STATE_DIR = "AGENTPROVISION_STATE_DIR"
+ENV_DATABASE_URL = "AGENTPROVISION_DATABASE_URL"
+ENV_CONFIG_DIR = "AGENTPROVISION_CONFIG_DIR"
+ENV_WAREHOUSE_TARGET = "AGENTPROVISION_WAREHOUSE_TARGET"
+# One variable names the DuckDB file for both dbt's profile and the Python code reading it.
+ENV_DUCKDB_PATH = "AGENTPROVISION_DUCKDB_PATH"
+ENV_ACTOR = "AGENTPROVISION_ACTOR"
+
+# The PostgreSQL warehouse (dbt-postgres) is the production target still to be wired into ingestion.
+WAREHOUSE_TARGETS = ("duckdb",)
+
+
+@dataclass(frozen=True)
+class Settings:
+    state_dir: Path
+    database_url: str
+    config_dir: Path
+    warehouse_target: str
+    duckdb_path: Path
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.state_dir / "dagster"
+
+    @property
+    def published_duckdb_path(self) -> Path:
+        """Read-only copy of the warehouse for dashboards; DuckDB allows one writing process at a time."""
+        return self.duckdb_path.with_name(self.duckdb_path.stem + "_published.duckdb")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    state_dir = Path(env.get(ENV_STATE_DIR) or REPO_ROOT / ".state").resolve()
+    database_url = env.get(ENV_DATABASE_URL) or f"sqlite:///{state_dir / 'ops.db'}"
+    config_dir = Path(env.get(ENV_CONFIG_DIR) or REPO_ROOT / "config")
+    warehouse_target = env.get(ENV_WAREHOUSE_TARGET) or "duckdb"
+    if warehouse_target not in WAREHOUSE_TARGETS:
+        raise ValueError(
+            f"{ENV_WAREHOUSE_TARGET}={warehouse_target!r} is not a known warehouse target; "
+            f"use one of {', '.join(WAREHOUSE_TARGETS)}"
+        )
+    duckdb_path = Path(env.get(ENV_DUCKDB_PATH) or state_dir / "warehouse.duckdb").resolve()
+    return Settings(
+        state_dir=state_dir,
+        database_url=database_url,
+        config_dir=config_dir,
+        warehouse_target=warehouse_target,
+        duckdb_path=duckdb_path,
+    )
+
+
+def current_actor(environ: dict[str, str] | None = None) -> str:
+    """Who is acting, for audit records: an explicit variable first, then the OS user."""
+    env = os.environ if environ is None else environ
+    return env.get(ENV_ACTOR) or env.get("USER") or env.get("LOGNAME") or "unknown"

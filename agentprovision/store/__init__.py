@@ -1,0 +1,1 @@
+"""The ops store: SQLAlchemy models, engine setup, migrations and the audit trail."""
