@@ -1,0 +1,1 @@
+"""Dagster assembly: definitions, resources, jobs, schedules, sensors."""

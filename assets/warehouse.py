@@ -1,0 +1,26 @@
+"""The dbt models as Dagster assets, and the published read-only copy dashboards read."""
+
+from __future__ import annotations
+
+import dagster as dg
+from dagster_dbt import DbtCliResource, dbt_assets
+
+from agentprovision.warehouse import publish
+from orchestration.dbt_project import dbt_project
+from orchestration.resources import WarehouseResource
+
+
+@dbt_assets(manifest=dbt_project().manifest_path, project=dbt_project())
+def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+    yield from dbt.cli(["build"], context=context).stream()
+
+
+@dg.asset(
+    deps=[dbt_models],
+    group_name="serving",
+    kinds={"duckdb"},
+    description="Atomic copy of the warehouse for the dashboards; DuckDB lets one process write at a time.",
+)
+def published_warehouse(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    path = publish(warehouse.path, warehouse.published_path)
+    return dg.MaterializeResult(metadata={"path": str(path), "bytes": path.stat().st_size})

@@ -1,0 +1,47 @@
+"""Resources bound once in definitions.py and injected into assets by typed parameter."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import dagster as dg
+from dagster_dbt import DbtCliResource
+from sqlalchemy import Engine
+
+from agentprovision.store.db import make_engine, migrate
+from orchestration.dbt_project import dbt_project
+
+
+class OpsStoreResource(dg.ConfigurableResource):
+    """The operational store (SQLite embedded, PostgreSQL in production)."""
+
+    database_url: str
+
+    @cached_property
+    def engine(self) -> Engine:
+        engine = make_engine(self.database_url)
+        migrate(engine)
+        return engine
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The DuckDB warehouse file dbt builds into, and the copy dashboards read."""
+
+    duckdb_path: str
+
+    @property
+    def path(self) -> Path:
+        return Path(self.duckdb_path)
+
+    @property
+    def published_path(self) -> Path:
+        return self.path.with_name(self.path.stem + "_published.duckdb")
+
+
+def build_resources() -> dict[str, dg.ConfigurableResource]:
+    return {
+        "ops_store": OpsStoreResource(database_url=dg.EnvVar("AGENTPROVISION_DATABASE_URL")),
+        "warehouse": WarehouseResource(duckdb_path=dg.EnvVar("AGENTPROVISION_DUCKDB_PATH")),
+        "dbt": DbtCliResource(project_dir=dbt_project()),
+    }

@@ -1,0 +1,14 @@
+"""Schedules."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from orchestration.jobs import full_pass_job
+
+full_pass_every_15_minutes = dg.ScheduleDefinition(
+    job=full_pass_job,
+    cron_schedule="*/15 * * * *",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Keeps the marts and dashboards within 15 minutes of the ops store.",
+)
