@@ -1,0 +1,73 @@
+"""Raw loads from the ops store into DuckDB: exactly once past the watermark, all or nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+from sqlalchemy import Engine
+
+from agentprovision.apply import apply_config
+from agentprovision.config import load_config_dir
+from agentprovision.events import PlatformEvent, write_events
+from agentprovision.store.db import session_factory, transaction
+from agentprovision.warehouse import load_raw, publish
+
+
+def seeded(store: Engine) -> Engine:
+    with transaction(session_factory(store)) as session:
+        apply_config(session, load_config_dir("config").config, actor="t@example.com", source="config")
+    return store
+
+
+def count(path: Path, table: str) -> int:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.execute(f"SELECT count(*) FROM raw.{table}").fetchone()[0]
+
+
+def test_streams_load_exactly_once(store: Engine, tmp_path: Path) -> None:
+    warehouse = tmp_path / "wh.duckdb"
+    seeded(store)
+    write_events(store, [PlatformEvent(tenant_id="acme", kind="run", name="run.finished") for _ in range(3)])
+    first = {r.table: r for r in load_raw(store, warehouse)}
+    assert first["events"].rows == 3 and first["tenants"].rows == 3
+
+    again = {r.table: r for r in load_raw(store, warehouse)}
+    assert again["events"].rows == 0 and again["audit_records"].rows == 0
+    assert count(warehouse, "events") == 3 and count(warehouse, "tenants") == 3
+
+    write_events(store, [PlatformEvent(tenant_id="globex", kind="usage", name="llm.call", payload={"tokens": 7})])
+    third = {r.table: r for r in load_raw(store, warehouse)}
+    assert third["events"].rows == 1 and third["events"].watermark == first["events"].watermark + 1
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        tenants = con.execute("SELECT tenant_id, count(*) FROM raw.events GROUP BY 1 ORDER BY 1").fetchall()
+        payload = con.execute("SELECT payload FROM raw.events WHERE tenant_id = 'globex'").fetchone()[0]
+    assert tenants == [("acme", 3), ("globex", 1)]
+    assert payload == '{"tokens": 7}'
+
+
+def test_a_failed_load_changes_nothing(store: Engine, tmp_path: Path) -> None:
+    warehouse = tmp_path / "wh.duckdb"
+    seeded(store)
+    load_raw(store, warehouse)
+    write_events(store, [PlatformEvent(tenant_id="acme", kind="run", name="run.finished")])
+    with duckdb.connect(str(warehouse)) as con:
+        # Sabotage the last table of the load so it fails after the earlier tables were replaced.
+        con.execute("ALTER TABLE raw.events ADD COLUMN sabotage INTEGER NOT NULL DEFAULT 0")
+        con.execute("DELETE FROM raw.tenants WHERE tenant_id = 'acme'")
+    with pytest.raises(duckdb.Error):
+        load_raw(store, warehouse)
+    assert count(warehouse, "tenants") == 2  # the earlier replace was rolled back with the failure
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        watermark = con.execute("SELECT last_seq FROM raw._watermarks WHERE stream = 'events'").fetchone()[0]
+    assert watermark == 0 and count(warehouse, "events") == 0
+
+
+def test_publish_gives_readers_a_complete_copy(store: Engine, tmp_path: Path) -> None:
+    warehouse = tmp_path / "wh.duckdb"
+    seeded(store)
+    load_raw(store, warehouse)
+    published = publish(warehouse, tmp_path / "wh_published.duckdb")
+    with duckdb.connect(str(warehouse)):  # the writer holding the file does not block the copy's readers
+        assert count(published, "agents") == 8
