@@ -82,7 +82,9 @@ def diff(old: dict[str, Any], new: dict[str, Any]) -> list[EntityChange]:
         elif key not in after:
             changes.append(EntityChange(kind, entity_id, "removed"))
         elif before[key] != after[key]:
-            fields = sorted(k for k in before[key].keys() | after[key].keys() if before[key].get(k) != after[key].get(k))
+            fields = sorted(
+                k for k in before[key].keys() | after[key].keys() if before[key].get(k) != after[key].get(k)
+            )
             changes.append(EntityChange(kind, entity_id, "changed", fields))
     return changes
 
@@ -125,8 +127,12 @@ def apply_config(
         action="config.rollback" if rollback_of is not None else "config.apply",
         target_type="config_version",
         target_id=str(version),
-        details={"source": source, "rollback_of": rollback_of, "summary": summary,
-                 "changes": [c.render() for c in changes]},
+        details={
+            "source": source,
+            "rollback_of": rollback_of,
+            "summary": summary,
+            "changes": [c.render() for c in changes],
+        },
     )
     return ApplyResult(version, changes)
 
@@ -150,8 +156,9 @@ def _summarise(changes: list[EntityChange]) -> str:
 def _materialise(session: Session, config: AdminConfig, version: int) -> None:
     """Make the entity tables say what this version says; entities no longer present are marked removed."""
     now = datetime.now(UTC)
-    seen: dict[type, set[tuple]] = {cls: set() for cls in (m.Tenant, m.Department, m.User, m.Agent,
-                                                             m.Integration, m.ModelDeployment)}
+    seen: dict[type, set[tuple]] = {
+        cls: set() for cls in (m.Tenant, m.Department, m.User, m.Agent, m.Integration, m.ModelDeployment)
+    }
 
     def upsert(cls: type, key: tuple, **values: Any) -> None:
         seen[cls].add(key)
@@ -165,39 +172,105 @@ def _materialise(session: Session, config: AdminConfig, version: int) -> None:
 
     for tenant_file in config.tenants:
         tenant = tenant_file.tenant
-        upsert(m.Tenant, (tenant.id,), tenant_id=tenant.id, display_name=tenant.display_name, region=tenant.region,
-               plan=tenant.plan, max_concurrent_runs=tenant.max_concurrent_runs,
-               budget_hard_usd=tenant.budget.monthly_hard_usd, budget_soft_usd=tenant.budget.monthly_soft_usd,
-               status="active", config_version=version, updated_at=now, removed_at=None)
+        upsert(
+            m.Tenant,
+            (tenant.id,),
+            tenant_id=tenant.id,
+            display_name=tenant.display_name,
+            region=tenant.region,
+            plan=tenant.plan,
+            max_concurrent_runs=tenant.max_concurrent_runs,
+            budget_hard_usd=tenant.budget.monthly_hard_usd,
+            budget_soft_usd=tenant.budget.monthly_soft_usd,
+            status="active",
+            config_version=version,
+            updated_at=now,
+            removed_at=None,
+        )
     for tenant_file in config.tenants:
         tenant_id = tenant_file.tenant.id
         for dept in tenant_file.tenant.departments:
-            upsert(m.Department, (tenant_id, dept.id), tenant_id=tenant_id, department_id=dept.id, name=dept.name,
-                   cost_centre=dept.cost_centre,
-                   budget_hard_usd=dept.budget.monthly_hard_usd if dept.budget else None,
-                   budget_soft_usd=dept.budget.monthly_soft_usd if dept.budget else None,
-                   status="active", config_version=version)
+            upsert(
+                m.Department,
+                (tenant_id, dept.id),
+                tenant_id=tenant_id,
+                department_id=dept.id,
+                name=dept.name,
+                cost_centre=dept.cost_centre,
+                budget_hard_usd=dept.budget.monthly_hard_usd if dept.budget else None,
+                budget_soft_usd=dept.budget.monthly_soft_usd if dept.budget else None,
+                status="active",
+                config_version=version,
+            )
         for user in tenant_file.users:
-            upsert(m.User, (user.id,), user_id=user.id, tenant_id=tenant_id, name=user.name, role=user.role,
-                   department_id=user.department, status="active", config_version=version)
+            upsert(
+                m.User,
+                (user.id,),
+                user_id=user.id,
+                tenant_id=tenant_id,
+                name=user.name,
+                role=user.role,
+                department_id=user.department,
+                status="active",
+                config_version=version,
+            )
         for agent in tenant_file.agents:
-            upsert(m.Agent, (agent.id,), agent_id=agent.id, tenant_id=tenant_id, name=agent.name,
-                   agent_type=agent.type, version=agent.version, department_id=agent.department, owner=agent.owner,
-                   schedule=agent.schedule, status=agent.status, config_version=version, updated_at=now,
-                   spec=agent.model_dump(mode="json"))
+            upsert(
+                m.Agent,
+                (agent.id,),
+                agent_id=agent.id,
+                tenant_id=tenant_id,
+                name=agent.name,
+                agent_type=agent.type,
+                version=agent.version,
+                department_id=agent.department,
+                owner=agent.owner,
+                schedule=agent.schedule,
+                status=agent.status,
+                config_version=version,
+                updated_at=now,
+                spec=agent.model_dump(mode="json"),
+            )
         for connector in tenant_file.connectors:
-            upsert(m.Integration, (tenant_id, connector.id), tenant_id=tenant_id, integration_id=connector.id,
-                   kind=connector.kind, schedule=connector.schedule, status="active", config_version=version,
-                   spec=connector.model_dump(mode="json"))
+            upsert(
+                m.Integration,
+                (tenant_id, connector.id),
+                tenant_id=tenant_id,
+                integration_id=connector.id,
+                kind=connector.kind,
+                schedule=connector.schedule,
+                status="active",
+                config_version=version,
+                spec=connector.model_dump(mode="json"),
+            )
     for user in config.platform.users:
-        upsert(m.User, (user.id,), user_id=user.id, tenant_id=None, name=user.name, role=user.role,
-               department_id=None, status="active", config_version=version)
+        upsert(
+            m.User,
+            (user.id,),
+            user_id=user.id,
+            tenant_id=None,
+            name=user.name,
+            role=user.role,
+            department_id=None,
+            status="active",
+            config_version=version,
+        )
     for deployment in config.models.model_list:
         info = deployment.model_info
-        upsert(m.ModelDeployment, (info.id,), deployment_id=info.id, tenant_id=info.tenant,
-               model_name=deployment.model_name, provider=deployment.provider, tier=info.tier,
-               regions=list(info.regions), context_window=info.context_window, status="active",
-               config_version=version, spec=deployment.model_dump(mode="json"))
+        upsert(
+            m.ModelDeployment,
+            (info.id,),
+            deployment_id=info.id,
+            tenant_id=info.tenant,
+            model_name=deployment.model_name,
+            provider=deployment.provider,
+            tier=info.tier,
+            regions=list(info.regions),
+            context_window=info.context_window,
+            status="active",
+            config_version=version,
+            spec=deployment.model_dump(mode="json"),
+        )
 
     # Anything not in this version stays for history but is no longer active.
     key_columns = {

@@ -31,7 +31,9 @@ app = typer.Typer(
 config_app = typer.Typer(help="Config versions: history and rollback.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
-ConfigDir = Annotated[Path | None, typer.Argument(help="Config directory (default: $AGENTPROVISION_CONFIG_DIR or ./config).")]
+ConfigDir = Annotated[
+    Path | None, typer.Argument(help="Config directory (default: $AGENTPROVISION_CONFIG_DIR or ./config).")
+]
 
 
 class CliError(Exception):
@@ -77,15 +79,19 @@ def validate(directory: ConfigDir = None) -> None:
     settings = _settings()
     directory, config = _load_valid(directory, settings)
     agents = sum(len(t.agents) for t in config.tenants)
-    typer.echo(f"{directory}: valid ({len(config.tenants)} tenants, {agents} agents, "
-               f"{len(config.models.model_list)} model deployments)")
+    typer.echo(
+        f"{directory}: valid ({len(config.tenants)} tenants, {agents} agents, "
+        f"{len(config.models.model_list)} model deployments)"
+    )
 
 
 @app.command("apply")
 def apply_command(
     directory: ConfigDir = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the diff without writing anything.")] = False,
-    actor: Annotated[str | None, typer.Option(help="Who is applying (default: $AGENTPROVISION_ACTOR or the OS user).")] = None,
+    actor: Annotated[
+        str | None, typer.Option(help="Who is applying (default: $AGENTPROVISION_ACTOR or the OS user).")
+    ] = None,
 ) -> None:
     """Validate, show the diff against the ops store, and write a new config version."""
     settings = _settings()
@@ -136,8 +142,9 @@ def config_rollback(
         if config is None:
             known = [v.version for v in config_apply.history(session)]
             raise CliError(f"config version {version} does not exist; known versions: {known or 'none'}")
-        result = config_apply.apply_config(session, config, actor=actor or current_actor(),
-                                           source=f"rollback:{version}", rollback_of=version)
+        result = config_apply.apply_config(
+            session, config, actor=actor or current_actor(), source=f"rollback:{version}", rollback_of=version
+        )
     _print_changes(result.changes)
     if result.changed:
         typer.echo(f"rolled back to version {version} as config version {result.version}")
@@ -175,9 +182,11 @@ def main() -> None:
         sys.exit(exc.code)
     except SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        typer.echo(f"error: the ops store could not be used: {reason}\n"
-                   "check AGENTPROVISION_DATABASE_URL and that the database is running; nothing was changed.",
-                   err=True)
+        typer.echo(
+            f"error: the ops store could not be used: {reason}\n"
+            "check AGENTPROVISION_DATABASE_URL and that the database is running; nothing was changed.",
+            err=True,
+        )
         sys.exit(EXIT_FAILED)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -22,8 +22,13 @@ EMBEDDED_DAGSTER_YAML = """\
 # Production uses deploy/dagster.yaml (PostgreSQL storage, QueuedRunCoordinator).
 telemetry:
   enabled: false
-run_queue:
-  max_concurrent_runs: 4
+concurrency:
+  runs:
+    max_concurrent_runs: 4
+    tag_concurrency_limits:
+      # DuckDB allows one writing process: runs that write the warehouse take turns.
+      - key: agentprovision/warehouse-writer
+        limit: 1
 """
 
 
@@ -82,19 +87,33 @@ def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
 
-def serve_all(settings: Settings, dagster_port: int = 3000, dashboards_port: int = 8501, host: str = "127.0.0.1") -> int:
+def serve_all(
+    settings: Settings, dagster_port: int = 3000, dashboards_port: int = 8501, host: str = "127.0.0.1"
+) -> int:
     env = server_environment(settings)
     bin_dir = Path(sys.executable).parent
     servers = {
         "Dagster UI": (
             [str(bin_dir / "dagster"), "dev", "-w", "workspace.yaml", "-h", host, "-p", str(dagster_port)],
-            f"http://{host}:{dagster_port}", f"http://{host}:{dagster_port}/server_info",
+            f"http://{host}:{dagster_port}",
+            f"http://{host}:{dagster_port}/server_info",
         ),
         "Dashboards": (
-            [str(bin_dir / "streamlit"), "run", "dashboards/streamlit_app.py", "--server.headless", "true",
-             "--server.address", host, "--server.port", str(dashboards_port),
-             "--browser.gatherUsageStats", "false"],
-            f"http://{host}:{dashboards_port}", f"http://{host}:{dashboards_port}/_stcore/health",
+            [
+                str(bin_dir / "streamlit"),
+                "run",
+                "dashboards/streamlit_app.py",
+                "--server.headless",
+                "true",
+                "--server.address",
+                host,
+                "--server.port",
+                str(dashboards_port),
+                "--browser.gatherUsageStats",
+                "false",
+            ],
+            f"http://{host}:{dashboards_port}",
+            f"http://{host}:{dashboards_port}/_stcore/health",
         ),
     }
     processes = {name: _start(command, env) for name, (command, _, _) in servers.items()}

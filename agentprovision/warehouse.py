@@ -36,48 +36,150 @@ class RawTable:
 
 
 RAW_TABLES: tuple[RawTable, ...] = (
-    RawTable("tenants", m.Tenant, {
-        "tenant_id": "VARCHAR", "display_name": "VARCHAR", "region": "VARCHAR", "plan": "VARCHAR",
-        "max_concurrent_runs": "INTEGER", "budget_hard_usd": "DECIMAL(18,8)", "budget_soft_usd": "DECIMAL(18,8)",
-        "status": "VARCHAR", "config_version": "INTEGER", "updated_at": "TIMESTAMPTZ", "removed_at": "TIMESTAMPTZ",
-    }),
-    RawTable("departments", m.Department, {
-        "tenant_id": "VARCHAR", "department_id": "VARCHAR", "name": "VARCHAR", "cost_centre": "VARCHAR",
-        "budget_hard_usd": "DECIMAL(18,8)", "budget_soft_usd": "DECIMAL(18,8)", "status": "VARCHAR",
-        "config_version": "INTEGER",
-    }),
-    RawTable("users", m.User, {
-        "user_id": "VARCHAR", "tenant_id": "VARCHAR", "name": "VARCHAR", "role": "VARCHAR",
-        "department_id": "VARCHAR", "status": "VARCHAR", "config_version": "INTEGER",
-    }),
-    RawTable("agents", m.Agent, {
-        "agent_id": "VARCHAR", "tenant_id": "VARCHAR", "name": "VARCHAR", "agent_type": "VARCHAR",
-        "version": "VARCHAR", "department_id": "VARCHAR", "owner": "VARCHAR", "schedule": "VARCHAR",
-        "status": "VARCHAR", "config_version": "INTEGER", "updated_at": "TIMESTAMPTZ", "spec": "VARCHAR",
-    }, json_columns=("spec",)),
-    RawTable("model_deployments", m.ModelDeployment, {
-        "deployment_id": "VARCHAR", "tenant_id": "VARCHAR", "model_name": "VARCHAR", "provider": "VARCHAR",
-        "tier": "VARCHAR", "regions": "VARCHAR", "context_window": "INTEGER", "status": "VARCHAR",
-        "config_version": "INTEGER", "spec": "VARCHAR",
-    }, json_columns=("regions", "spec")),
-    RawTable("integrations", m.Integration, {
-        "tenant_id": "VARCHAR", "integration_id": "VARCHAR", "kind": "VARCHAR", "schedule": "VARCHAR",
-        "status": "VARCHAR", "config_version": "INTEGER", "spec": "VARCHAR",
-    }, json_columns=("spec",)),
-    RawTable("config_versions", m.ConfigVersion, {
-        "version": "INTEGER", "applied_at": "TIMESTAMPTZ", "applied_by": "VARCHAR", "fingerprint": "VARCHAR",
-        "source": "VARCHAR", "rollback_of": "INTEGER", "summary": "VARCHAR",
-    }),
-    RawTable("audit_records", m.AuditRecord, {
-        "seq": "BIGINT", "record_id": "VARCHAR", "tenant_id": "VARCHAR", "occurred_at": "TIMESTAMPTZ",
-        "actor": "VARCHAR", "action": "VARCHAR", "target_type": "VARCHAR", "target_id": "VARCHAR",
-        "details": "VARCHAR", "prev_hash": "VARCHAR", "record_hash": "VARCHAR",
-    }, json_columns=("details",), streamed=True),
-    RawTable("events", m.Event, {
-        "seq": "BIGINT", "event_id": "VARCHAR", "tenant_id": "VARCHAR", "kind": "VARCHAR", "name": "VARCHAR",
-        "occurred_at": "TIMESTAMPTZ", "recorded_at": "TIMESTAMPTZ", "agent_id": "VARCHAR", "run_id": "VARCHAR",
-        "payload": "VARCHAR",
-    }, json_columns=("payload",), streamed=True),
+    RawTable(
+        "tenants",
+        m.Tenant,
+        {
+            "tenant_id": "VARCHAR",
+            "display_name": "VARCHAR",
+            "region": "VARCHAR",
+            "plan": "VARCHAR",
+            "max_concurrent_runs": "INTEGER",
+            "budget_hard_usd": "DECIMAL(18,8)",
+            "budget_soft_usd": "DECIMAL(18,8)",
+            "status": "VARCHAR",
+            "config_version": "INTEGER",
+            "updated_at": "TIMESTAMPTZ",
+            "removed_at": "TIMESTAMPTZ",
+        },
+    ),
+    RawTable(
+        "departments",
+        m.Department,
+        {
+            "tenant_id": "VARCHAR",
+            "department_id": "VARCHAR",
+            "name": "VARCHAR",
+            "cost_centre": "VARCHAR",
+            "budget_hard_usd": "DECIMAL(18,8)",
+            "budget_soft_usd": "DECIMAL(18,8)",
+            "status": "VARCHAR",
+            "config_version": "INTEGER",
+        },
+    ),
+    RawTable(
+        "users",
+        m.User,
+        {
+            "user_id": "VARCHAR",
+            "tenant_id": "VARCHAR",
+            "name": "VARCHAR",
+            "role": "VARCHAR",
+            "department_id": "VARCHAR",
+            "status": "VARCHAR",
+            "config_version": "INTEGER",
+        },
+    ),
+    RawTable(
+        "agents",
+        m.Agent,
+        {
+            "agent_id": "VARCHAR",
+            "tenant_id": "VARCHAR",
+            "name": "VARCHAR",
+            "agent_type": "VARCHAR",
+            "version": "VARCHAR",
+            "department_id": "VARCHAR",
+            "owner": "VARCHAR",
+            "schedule": "VARCHAR",
+            "status": "VARCHAR",
+            "config_version": "INTEGER",
+            "updated_at": "TIMESTAMPTZ",
+            "spec": "VARCHAR",
+        },
+        json_columns=("spec",),
+    ),
+    RawTable(
+        "model_deployments",
+        m.ModelDeployment,
+        {
+            "deployment_id": "VARCHAR",
+            "tenant_id": "VARCHAR",
+            "model_name": "VARCHAR",
+            "provider": "VARCHAR",
+            "tier": "VARCHAR",
+            "regions": "VARCHAR",
+            "context_window": "INTEGER",
+            "status": "VARCHAR",
+            "config_version": "INTEGER",
+            "spec": "VARCHAR",
+        },
+        json_columns=("regions", "spec"),
+    ),
+    RawTable(
+        "integrations",
+        m.Integration,
+        {
+            "tenant_id": "VARCHAR",
+            "integration_id": "VARCHAR",
+            "kind": "VARCHAR",
+            "schedule": "VARCHAR",
+            "status": "VARCHAR",
+            "config_version": "INTEGER",
+            "spec": "VARCHAR",
+        },
+        json_columns=("spec",),
+    ),
+    RawTable(
+        "config_versions",
+        m.ConfigVersion,
+        {
+            "version": "INTEGER",
+            "applied_at": "TIMESTAMPTZ",
+            "applied_by": "VARCHAR",
+            "fingerprint": "VARCHAR",
+            "source": "VARCHAR",
+            "rollback_of": "INTEGER",
+            "summary": "VARCHAR",
+        },
+    ),
+    RawTable(
+        "audit_records",
+        m.AuditRecord,
+        {
+            "seq": "BIGINT",
+            "record_id": "VARCHAR",
+            "tenant_id": "VARCHAR",
+            "occurred_at": "TIMESTAMPTZ",
+            "actor": "VARCHAR",
+            "action": "VARCHAR",
+            "target_type": "VARCHAR",
+            "target_id": "VARCHAR",
+            "details": "VARCHAR",
+            "prev_hash": "VARCHAR",
+            "record_hash": "VARCHAR",
+        },
+        json_columns=("details",),
+        streamed=True,
+    ),
+    RawTable(
+        "events",
+        m.Event,
+        {
+            "seq": "BIGINT",
+            "event_id": "VARCHAR",
+            "tenant_id": "VARCHAR",
+            "kind": "VARCHAR",
+            "name": "VARCHAR",
+            "occurred_at": "TIMESTAMPTZ",
+            "recorded_at": "TIMESTAMPTZ",
+            "agent_id": "VARCHAR",
+            "run_id": "VARCHAR",
+            "payload": "VARCHAR",
+        },
+        json_columns=("payload",),
+        streamed=True,
+    ),
 )
 
 
@@ -109,10 +211,16 @@ def _rows(ops: Engine, table: RawTable, after_seq: int | None) -> list[dict[str,
 
 
 def _arrow(table: RawTable, rows: list[dict[str, Any]], loaded_at: datetime) -> pa.Table:
-    types = {"VARCHAR": pa.string(), "INTEGER": pa.int32(), "BIGINT": pa.int64(),
-             "TIMESTAMPTZ": pa.timestamp("us", tz="UTC"), "DECIMAL(18,8)": pa.decimal128(18, 8)}
-    schema = pa.schema([(name, types[kind]) for name, kind in table.columns.items()]
-                       + [("_loaded_at", types["TIMESTAMPTZ"])])
+    types = {
+        "VARCHAR": pa.string(),
+        "INTEGER": pa.int32(),
+        "BIGINT": pa.int64(),
+        "TIMESTAMPTZ": pa.timestamp("us", tz="UTC"),
+        "DECIMAL(18,8)": pa.decimal128(18, 8),
+    }
+    schema = pa.schema(
+        [(name, types[kind]) for name, kind in table.columns.items()] + [("_loaded_at", types["TIMESTAMPTZ"])]
+    )
     data = {name: [row[name] for row in rows] for name in table.columns}
     data["_loaded_at"] = [loaded_at] * len(rows)
     return pa.Table.from_pydict(data, schema=schema)

@@ -36,37 +36,51 @@ POST_MESSAGE = ToolSpec("post_message", "Post a message to a configured chat cha
 FETCH_PAGE = ToolSpec("fetch_page", "Fetch a page from a host an integration allows.", True)
 
 FULL_STACK_DEVELOPMENT = AgentTypeSpec(
-    "full_stack_development", "Full-stack development",
+    "full_stack_development",
+    "Full-stack development",
     "Reviews and explains application code, proposes changes across front end and back end.",
-    ("repo_inspect", "kb_search", "open_ticket"), "advanced",
+    ("repo_inspect", "kb_search", "open_ticket"),
+    "advanced",
 )
 DEVOPS_INFRASTRUCTURE = AgentTypeSpec(
-    "devops_infrastructure", "DevOps & infrastructure",
+    "devops_infrastructure",
+    "DevOps & infrastructure",
     "Inspects deployment and infrastructure config, diagnoses pipeline and runtime failures.",
-    ("config_inspect", "repo_inspect", "open_ticket"), "standard",
+    ("config_inspect", "repo_inspect", "open_ticket"),
+    "standard",
 )
 QA_TESTING = AgentTypeSpec(
-    "qa_testing", "QA & testing",
+    "qa_testing",
+    "QA & testing",
     "Triages defects, writes test plans and reproduces reported issues.",
-    ("kb_search", "repo_inspect", "open_ticket"), "standard",
+    ("kb_search", "repo_inspect", "open_ticket"),
+    "standard",
 )
 DATA_ANALYSIS = AgentTypeSpec(
-    "data_analysis", "Data analysis & science",
+    "data_analysis",
+    "Data analysis & science",
     "Answers analytical questions with SQL over the tenant's warehouse and explains the results.",
-    ("warehouse_query", "kb_search"), "advanced",
+    ("warehouse_query", "kb_search"),
+    "advanced",
 )
 BUSINESS_INTELLIGENCE = AgentTypeSpec(
-    "business_intelligence", "Business intelligence",
+    "business_intelligence",
+    "Business intelligence",
     "Builds recurring KPI summaries and reports from the tenant's marts.",
-    ("warehouse_query", "post_message"), "standard",
+    ("warehouse_query", "post_message"),
+    "standard",
 )
 SECURITY_COMPLIANCE = AgentTypeSpec(
-    "security_compliance", "Security & compliance",
+    "security_compliance",
+    "Security & compliance",
     "Reviews config and code for security issues and maps findings to controls.",
-    ("config_inspect", "repo_inspect", "kb_search"), "advanced",
+    ("config_inspect", "repo_inspect", "kb_search"),
+    "advanced",
 )
 DOCUMENTATION = AgentTypeSpec(
-    "documentation", "Documentation & technical writing",
+    "documentation",
+    "Documentation & technical writing",
     "Drafts and updates technical documentation from code and the knowledge base.",
-    ("kb_search", "repo_inspect", "fetch_page"), "basic",
+    ("kb_search", "repo_inspect", "fetch_page"),
+    "basic",
 )

@@ -13,9 +13,13 @@ RAW_ASSET_KEYS = {table.name: dg.AssetKey(["ops", table.name]) for table in RAW_
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(key, group_name="ingestion", kinds={"duckdb", "python"},
-                     description=f"raw.{name}: copied from the ops store"
-                     + (" past a seq watermark, exactly once." if table.streamed else ", replaced whole."))
+        dg.AssetSpec(
+            key,
+            group_name="ingestion",
+            kinds={"duckdb", "python"},
+            description=f"raw.{name}: copied from the ops store"
+            + (" past a seq watermark, exactly once." if table.streamed else ", replaced whole."),
+        )
         for (name, key), table in zip(RAW_ASSET_KEYS.items(), RAW_TABLES, strict=True)
     ],
     can_subset=False,

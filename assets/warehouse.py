@@ -1,7 +1,5 @@
 """The dbt models as Dagster assets, and the published read-only copy dashboards read."""
 
-from __future__ import annotations
-
 import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
 

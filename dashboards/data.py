@@ -49,6 +49,11 @@ MART_TABLES = (
 )
 
 
+# Where marts may live, searched in this order; and the layers beneath them, never read.
+MART_SCHEMAS = ("marts", "main")
+NON_MART_SCHEMAS = ("raw", "staging", "intermediate")
+
+
 class WarehouseError(RuntimeError):
     """The published warehouse can't answer a query (missing file or mart); shown, not raised, by the app."""
 
@@ -88,16 +93,22 @@ def _quote_identifier(name: str) -> str:
 
 
 def _use_mart_schemas(con: duckdb.DuckDBPyConnection) -> None:
-    """Let the queries name marts unqualified wherever dbt placed them (``main`` unless configured)."""
+    """Let the queries name marts unqualified wherever dbt placed them.
+
+    The dbt project builds marts into schema ``marts``; dbt-duckdb's default would be ``main``. Any
+    schema holding a mart-named table is searched, ``marts`` first, and never the layers below the marts.
+    """
     rows = con.execute(
         "SELECT DISTINCT table_schema FROM information_schema.tables "
         "WHERE table_catalog = current_database() AND list_contains($names, table_name) "
-        "ORDER BY table_schema",
-        {"names": list(MART_TABLES)},
+        "AND NOT list_contains($skip, table_schema)",
+        {"names": list(MART_TABLES), "skip": list(NON_MART_SCHEMAS)},
     ).fetchall()
-    schemas = [schema for (schema,) in rows if schema != "main"]
-    if schemas:
-        search_path = ",".join(_quote_identifier(schema) for schema in ["main", *schemas])
+    found = {schema for (schema,) in rows}
+    preferred = [schema for schema in MART_SCHEMAS if schema in found]
+    schemas = preferred + sorted(found - set(preferred))
+    if schemas and schemas != ["main"]:
+        search_path = ",".join(_quote_identifier(schema) for schema in schemas)
         con.execute("SET search_path = '" + search_path.replace("'", "''") + "'")
 
 
@@ -108,6 +119,7 @@ def _connect(warehouse: Warehouse) -> Iterator[duckdb.DuckDBPyConnection]:
     except duckdb.Error as exc:  # replaced by something unreadable, or removed
         raise WarehouseError(f"cannot open the published warehouse {warehouse.path}: {exc}") from exc
     try:
+        con.execute("SET TimeZone = 'UTC'")  # timestamps reach the pages in UTC whatever the host's zone
         _use_mart_schemas(con)
         yield con
     finally:
@@ -118,7 +130,7 @@ def _query(warehouse: Warehouse, sql: str, params: Mapping[str, Any] | None = No
     with _connect(warehouse) as con:
         try:
             return con.sql(sql, params=dict(params or {})).pl()
-        except duckdb.CatalogException as exc:
+        except (duckdb.CatalogException, duckdb.BinderException) as exc:
             raise WarehouseError(
                 f"the published warehouse is missing a mart or column the dashboards read ({exc}); "
                 "has `dbt build` run since the last publish?"
@@ -141,10 +153,34 @@ def _cached(func: F) -> F:
 
 
 @_cached
-def tenant_choices(warehouse: Warehouse) -> dict[str, str]:
-    """tenant_id -> display name, for the sidebar's tenant selector (role-based scoping narrows this later)."""
-    frame = _query(warehouse, "SELECT tenant_id, display_name FROM dim_tenants ORDER BY display_name, tenant_id")
-    return {row["tenant_id"]: row["display_name"] or row["tenant_id"] for row in frame.iter_rows(named=True)}
+def tenant_choices(warehouse: Warehouse) -> list[tuple[str, str, bool]]:
+    """(tenant_id, display_name, is_active) for the sidebar's selector, active tenants first.
+
+    Removed tenants stay selectable: their audit trail outlives them. Role-based scoping narrows this later.
+    """
+    frame = _query(
+        warehouse,
+        "SELECT tenant_id, display_name, is_active FROM dim_tenants ORDER BY is_active DESC, display_name, tenant_id",
+    )
+    return [
+        (row["tenant_id"], row["display_name"] or row["tenant_id"], bool(row["is_active"]))
+        for row in frame.iter_rows(named=True)
+    ]
+
+
+TENANT_COLUMNS = (
+    "tenant_id",
+    "display_name",
+    "region",
+    "plan",
+    "status",
+    "budget_hard_usd",
+    "budget_soft_usd",
+    "department_count",
+    "agent_count",
+    "active_agent_count",
+    "user_count",
+)
 
 
 @_cached
@@ -152,8 +188,7 @@ def tenants(warehouse: Warehouse, tenant_id: str | None) -> pl.DataFrame:
     return _query(
         warehouse,
         f"""
-        SELECT tenant_id, display_name, region, plan, status, budget_hard_usd, budget_soft_usd,
-               department_count, active_agent_count, user_count
+        SELECT {", ".join(TENANT_COLUMNS)}
         FROM dim_tenants
         WHERE {TENANT_SCOPE}
         ORDER BY display_name, tenant_id
@@ -163,15 +198,17 @@ def tenants(warehouse: Warehouse, tenant_id: str | None) -> pl.DataFrame:
 
 
 # --- overview -------------------------------------------------------------------------------------
+# Counting rules, the same as dim_tenants' own counts: tenants, departments and users count when
+# active; agents unless retired. Platform users (no tenant) are staff, not a tenant's users.
 
 
 @dataclass(frozen=True)
 class FleetCounts:
     tenants: int
+    departments: int
     agents: int
     active_agents: int
     users: int
-    departments: int
 
 
 @_cached
@@ -180,11 +217,12 @@ def fleet_counts(warehouse: Warehouse, tenant_id: str | None) -> FleetCounts:
         warehouse,
         f"""
         SELECT
-            (SELECT count(*) FROM dim_tenants WHERE {TENANT_SCOPE}) AS tenants,
-            (SELECT count(*) FROM dim_agents WHERE {TENANT_SCOPE}) AS agents,
-            (SELECT count(*) FROM dim_agents WHERE {TENANT_SCOPE} AND status = 'active') AS active_agents,
-            (SELECT count(*) FROM dim_users WHERE {TENANT_SCOPE}) AS users,
-            (SELECT count(*) FROM dim_departments WHERE {TENANT_SCOPE}) AS departments
+            (SELECT count(*) FROM dim_tenants WHERE {TENANT_SCOPE} AND is_active) AS tenants,
+            (SELECT count(*) FROM dim_departments WHERE {TENANT_SCOPE} AND is_active) AS departments,
+            (SELECT count(*) FROM dim_agents WHERE {TENANT_SCOPE} AND status <> 'retired') AS agents,
+            (SELECT count(*) FROM dim_agents WHERE {TENANT_SCOPE} AND is_active) AS active_agents,
+            (SELECT count(*) FROM dim_users
+             WHERE {TENANT_SCOPE} AND is_active AND tenant_id IS NOT NULL) AS users
         """,
         {"tenant_id": tenant_id},
     )
@@ -193,13 +231,13 @@ def fleet_counts(warehouse: Warehouse, tenant_id: str | None) -> FleetCounts:
 
 @_cached
 def agents_by_type(warehouse: Warehouse, tenant_id: str | None) -> pl.DataFrame:
-    """agent_type, status, agents: one row per type and status, for a stacked bar."""
+    """agent_type, status, agents: one row per type and status (retired agents left out)."""
     return _query(
         warehouse,
         f"""
         SELECT agent_type, status, count(*) AS agents
         FROM dim_agents
-        WHERE {TENANT_SCOPE}
+        WHERE {TENANT_SCOPE} AND status <> 'retired'
         GROUP BY agent_type, status
         ORDER BY agent_type, status
         """,
@@ -209,12 +247,13 @@ def agents_by_type(warehouse: Warehouse, tenant_id: str | None) -> pl.DataFrame:
 
 @_cached
 def users_by_role(warehouse: Warehouse, tenant_id: str | None) -> pl.DataFrame:
+    """role, users: active tenant users per role."""
     return _query(
         warehouse,
         f"""
         SELECT role, count(*) AS users
         FROM dim_users
-        WHERE {TENANT_SCOPE}
+        WHERE {TENANT_SCOPE} AND is_active AND tenant_id IS NOT NULL
         GROUP BY role
         ORDER BY users DESC, role
         """,
@@ -225,8 +264,34 @@ def users_by_role(warehouse: Warehouse, tenant_id: str | None) -> pl.DataFrame:
 # --- agents ---------------------------------------------------------------------------------------
 
 AGENT_COLUMNS = (
-    "agent_id", "tenant_id", "tenant_display_name", "name", "agent_type", "version", "status",
-    "owner", "schedule", "department_id", "department_name", "cost_centre",
+    "agent_id",
+    "agent_name",
+    "tenant_id",
+    "tenant_display_name",
+    "agent_type",
+    "agent_version",
+    "status",
+    "owner_user_id",
+    "owner_name",
+    "schedule",
+    "department_id",
+    "department_name",
+    "cost_centre",
+)
+AGENT_DETAIL_COLUMNS = (
+    *AGENT_COLUMNS,
+    "is_active",
+    "trigger_count",
+    "tool_count",
+    "required_tier",
+    "min_context_window",
+    "max_steps",
+    "max_tokens",
+    "max_wall_seconds",
+    "budget_hard_usd",
+    "budget_soft_usd",
+    "config_version",
+    "updated_at",
 )
 
 
@@ -239,7 +304,7 @@ def agents(warehouse: Warehouse, tenant_id: str | None) -> pl.DataFrame:
         SELECT {", ".join(AGENT_COLUMNS)}
         FROM dim_agents
         WHERE {TENANT_SCOPE}
-        ORDER BY tenant_id, name, agent_id
+        ORDER BY tenant_id, agent_name, agent_id
         """,
         {"tenant_id": tenant_id},
     )
@@ -251,7 +316,7 @@ def agent(warehouse: Warehouse, tenant_id: str | None, agent_id: str) -> dict[st
     frame = _query(
         warehouse,
         f"""
-        SELECT {", ".join(AGENT_COLUMNS)}
+        SELECT {", ".join(AGENT_DETAIL_COLUMNS)}
         FROM dim_agents
         WHERE {TENANT_SCOPE} AND agent_id = $agent_id
         """,
@@ -262,7 +327,16 @@ def agent(warehouse: Warehouse, tenant_id: str | None, agent_id: str) -> dict[st
 
 # --- compliance -----------------------------------------------------------------------------------
 
-AUDIT_COLUMNS = ("seq", "occurred_at", "tenant_id", "actor", "action", "target_type", "target_id", "record_id")
+AUDIT_COLUMNS = (
+    "seq",
+    "occurred_at",
+    "tenant_id",
+    "actor",
+    "action",
+    "target_type",
+    "target_id",
+    "record_id",
+)
 
 
 @_cached
@@ -288,15 +362,12 @@ def audit_events(
     *,
     actor: str = "",
     actions: Sequence[str] = (),
-    target_type: str | None = None,
-    target_id: str | None = None,
     limit: int = AUDIT_ROW_LIMIT,
 ) -> AuditPage:
     """Audit records in scope, newest first.
 
-    ``actor`` matches as a case-insensitive substring; ``actions`` (empty = any) exactly;
-    ``target_type``/``target_id`` exactly when given. With a tenant selected, platform-level records
-    (tenant_id NULL, such as config applies) are out of scope.
+    ``actor`` matches as a case-insensitive substring, ``actions`` (empty = any) exactly. With a
+    tenant selected, platform-level records (tenant_id NULL, such as config applies) are out of scope.
     """
     frame = _query(
         warehouse,
@@ -306,8 +377,6 @@ def audit_events(
         WHERE {TENANT_SCOPE}
           AND ($actor = '' OR strpos(lower(actor), lower($actor)) > 0)
           AND (len($actions) = 0 OR list_contains($actions, action))
-          AND ($target_type IS NULL OR target_type = $target_type)
-          AND ($target_id IS NULL OR target_id = $target_id)
         ORDER BY seq DESC
         LIMIT $limit
         """,
@@ -315,8 +384,6 @@ def audit_events(
             "tenant_id": tenant_id,
             "actor": actor.strip(),
             "actions": list(actions),
-            "target_type": target_type,
-            "target_id": target_id,
             "limit": int(limit),
         },
     )
@@ -324,7 +391,16 @@ def audit_events(
     return AuditPage(rows=frame.drop("_matching"), matching=matching)
 
 
-CONFIG_VERSION_COLUMNS = ("version", "applied_at", "applied_by", "summary", "rollback_of")
+CONFIG_VERSION_COLUMNS = (
+    "config_version",
+    "applied_at",
+    "applied_by",
+    "summary",
+    "change_count",
+    "is_rollback",
+    "rollback_of_version",
+    "is_current",
+)
 
 
 @_cached
@@ -332,11 +408,10 @@ def config_versions(warehouse: Warehouse) -> pl.DataFrame:
     """Applied admin config versions, newest first. Platform-wide: one version covers every tenant."""
     return _query(
         warehouse,
-        f"SELECT {', '.join(CONFIG_VERSION_COLUMNS)} FROM fct_config_versions ORDER BY version DESC",
+        f"SELECT {', '.join(CONFIG_VERSION_COLUMNS)} FROM fct_config_versions ORDER BY config_version DESC",
     )
 
 
 def clear_caches() -> None:
     """Forget every cached query (tests; a manual refresh)."""
     st.cache_data.clear()
-

@@ -22,8 +22,7 @@ from dashboards import data, ui  # noqa: E402
 
 PAGES = {
     "Fleet": [
-        st.Page(HERE / "app_pages" / "overview.py", title="Overview", icon=":material/dashboard:",
-                default=True),
+        st.Page(HERE / "app_pages" / "overview.py", title="Overview", icon=":material/dashboard:", default=True),
         st.Page(HERE / "app_pages" / "agents.py", title="Agents", icon=":material/smart_toy:"),
     ],
     "Governance": [

@@ -16,13 +16,14 @@ NO_DATA_MESSAGE = "No data yet: run `make run` or `agentprovision demo --once`."
 
 def tenant_selector(warehouse: data.Warehouse | None) -> str | None:
     """The sidebar's tenant scope; returns the selected tenant id, or None for all tenants."""
-    choices = data.tenant_choices(warehouse) if warehouse is not None else {}
+    choices = data.tenant_choices(warehouse) if warehouse is not None else []
+    labels = {ALL_TENANTS: "All tenants"}
+    for tenant_id, name, active in choices:
+        labels[tenant_id] = f"{name} ({tenant_id})" + ("" if active else " · removed")
     st.sidebar.selectbox(
         "Tenant",
-        options=[ALL_TENANTS, *choices],
-        format_func=lambda tenant_id: "All tenants" if tenant_id == ALL_TENANTS else (
-            f"{choices.get(tenant_id, tenant_id)} ({tenant_id})"
-        ),
+        options=list(labels),
+        format_func=lambda tenant_id: labels.get(tenant_id, tenant_id),
         key=TENANT_KEY,
         help="Every page shows only this tenant's data.",
     )

@@ -51,11 +51,18 @@ def run_pass(settings: Settings) -> int:
     from orchestration.definitions import defs
 
     with DagsterInstance.get() as instance:
-        outcome = defs.get_job_def("full_pass").execute_in_process(instance=instance, raise_on_error=False)
+        outcome = defs.get_job_def("full_pass").execute_in_process(
+            instance=instance,
+            raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},  # keep the summary readable
+        )
     if not outcome.success:
         failed = [e.step_key for e in outcome.all_events if e.is_step_failure]
-        print(f"pipeline pass failed at {', '.join(failed) or 'an unknown step'}; "
-              f"see run {outcome.run_id} in the Dagster UI", file=sys.stderr)
+        print(
+            f"pipeline pass failed at {', '.join(failed) or 'an unknown step'}; "
+            f"see run {outcome.run_id} in the Dagster UI",
+            file=sys.stderr,
+        )
         return 1
     print(f"pipeline: run {outcome.run_id} succeeded")
     print(summary(settings))
@@ -64,8 +71,10 @@ def run_pass(settings: Settings) -> int:
 
 def summary(settings: Settings) -> str:
     with duckdb.connect(str(settings.published_duckdb_path), read_only=True) as con:
-        tenants = con.execute("SELECT count(*) FROM dim_tenants").fetchone()[0]
-        agents = con.execute("SELECT count(*) FROM dim_agents").fetchone()[0]
-        audit = con.execute("SELECT count(*) FROM fct_audit_events").fetchone()[0]
-    return (f"warehouse: {tenants} tenants, {agents} agents, {audit} audit events "
-            f"published at {settings.published_duckdb_path}")
+        tenants = con.execute("SELECT count(*) FROM marts.dim_tenants").fetchone()[0]
+        agents = con.execute("SELECT count(*) FROM marts.dim_agents").fetchone()[0]
+        audit = con.execute("SELECT count(*) FROM marts.fct_audit_events").fetchone()[0]
+    return (
+        f"warehouse: {tenants} tenants, {agents} agents, {audit} audit events "
+        f"published at {settings.published_duckdb_path}"
+    )

@@ -7,6 +7,7 @@ import dagster as dg
 from orchestration.jobs import full_pass_job
 
 full_pass_every_15_minutes = dg.ScheduleDefinition(
+    name="full_pass_every_15_minutes",
     job=full_pass_job,
     cron_schedule="*/15 * * * *",
     default_status=dg.DefaultScheduleStatus.RUNNING,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,8 +63,15 @@ def test_example_config_covers_the_mission() -> None:
     regions = {t.tenant.region for t in config.tenants}
     types = {a.type for t in config.tenants for a in t.agents}
     assert len(config.tenants) == 3 and regions == {"us", "eu"}
-    assert types == {"full_stack_development", "devops_infrastructure", "qa_testing", "data_analysis",
-                     "business_intelligence", "security_compliance", "documentation"}
+    assert types == {
+        "full_stack_development",
+        "devops_infrastructure",
+        "qa_testing",
+        "data_analysis",
+        "business_intelligence",
+        "security_compliance",
+        "documentation",
+    }
 
 
 @dataclass
@@ -86,47 +92,150 @@ class BadCase:
 
 
 BAD_CASES = [
-    BadCase("malformed yaml", "tenants/acme.yaml", "  region: us\n", "  region: us: eu\n", "region: us: eu",
-            "malformed YAML: mapping values are not allowed here"),
-    BadCase("unknown field", "tenants/acme.yaml", "    version: 1.2.0\n", "    version: 1.2.0\n    colour: blue\n",
-            "colour: blue", "agents[0].colour: unknown field"),
-    BadCase("duplicate agent id across files", "tenants/initech.yaml", "id: initech-test-planner",
-            "id: acme-qa-triage", "id: acme-qa-triage", "already defined in"),
-    BadCase("duplicate key", "tenants/globex.yaml", "  plan: enterprise\n", "  plan: enterprise\n  plan: starter\n",
-            "plan: starter", "duplicate key 'plan'"),
-    BadCase("unknown tenant", "models.yaml", "      id: sandbox-deep-eu\n",
-            "      id: sandbox-deep-eu\n      tenant: umbrella\n", "tenant: umbrella", "unknown tenant 'umbrella'"),
-    BadCase("unknown model", "tenants/initech.yaml", "allowed_models: [fast, balanced]",
-            "allowed_models: [fast, gpt-9]", "allowed_models", "unknown model 'gpt-9'"),
-    BadCase("unknown agent type", "tenants/globex.yaml", "type: data_analysis", "type: fortune_telling",
-            "type: fortune_telling", "unknown agent type 'fortune_telling'"),
-    BadCase("unknown department", "tenants/globex.yaml", "    department: risk\n", "    department: legal\n",
-            "department: legal", "unknown department 'legal'"),
-    BadCase("invalid cron", "tenants/acme.yaml", 'schedule: "0 7 * * 1-5"', 'schedule: "every weekday"',
-            "every weekday", "not a valid cron expression"),
-    BadCase("negative budget", "tenants/initech.yaml", "monthly_hard_usd: 60,", "monthly_hard_usd: -60,",
-            "monthly_hard_usd: -60", "greater than or equal to 0"),
-    BadCase("department above tenant", "tenants/acme.yaml", "{monthly_hard_usd: 900, monthly_soft_usd: 700}",
-            "{monthly_hard_usd: 9000, monthly_soft_usd: 700}", "monthly_hard_usd: 9000",
-            "is above tenant 'acme''s budget"),
-    BadCase("soft above hard", "tenants/globex.yaml", "{monthly_hard_usd: 400, monthly_soft_usd: 320}",
-            "{monthly_hard_usd: 400, monthly_soft_usd: 520}", "monthly_soft_usd: 520",
-            "soft threshold must be at or below the hard limit"),
-    BadCase("inline secret under a secret field", "tenants/acme.yaml", "credential: secret://acme/jira-token",
-            "credential: hunter2-plaintext", "hunter2-plaintext", "must be a reference"),
-    BadCase("inline api key anywhere", "models.yaml", "      model: sandbox/fast-us\n",
-            "      model: sandbox/fast-us\n      api_key: sk-proj-abcdefghijklmnopqrstuvwx\n",
-            "api_key: sk-proj", "inline secret is not allowed"),
-    BadCase("password in a url", "tenants/globex.yaml", 'url: "${GLOBEX_WAREHOUSE_URL}"',
-            'url: "postgresql://app:s3cret@db.globex.example/positions"', "s3cret",
-            "a URL with a password in it"),
-    BadCase("platform admin inside a tenant", "tenants/initech.yaml", "role: tenant_admin", "role: platform_admin",
-            "role: platform_admin", "platform_admin is a platform-level role"),
-    BadCase("unknown tool", "tenants/acme.yaml", "tools: [config_inspect, repo_inspect, open_ticket]",
-            "tools: [config_inspect, rm_rf, open_ticket]", "rm_rf", "unknown tool 'rm_rf'"),
-    BadCase("unknown trigger connector", "tenants/acme.yaml", "      - connector: acme-jira\n        stream: issues\n"
-            "        match: {labels: [qa]}", "      - connector: acme-servicenow\n        stream: issues\n"
-            "        match: {labels: [qa]}", "acme-servicenow", "unknown connector 'acme-servicenow'"),
+    BadCase(
+        "malformed yaml",
+        "tenants/acme.yaml",
+        "  region: us\n",
+        "  region: us: eu\n",
+        "region: us: eu",
+        "malformed YAML: mapping values are not allowed here",
+    ),
+    BadCase(
+        "unknown field",
+        "tenants/acme.yaml",
+        "    version: 1.2.0\n",
+        "    version: 1.2.0\n    colour: blue\n",
+        "colour: blue",
+        "agents[0].colour: unknown field",
+    ),
+    BadCase(
+        "duplicate agent id across files",
+        "tenants/initech.yaml",
+        "id: initech-test-planner",
+        "id: acme-qa-triage",
+        "id: acme-qa-triage",
+        "already defined in",
+    ),
+    BadCase(
+        "duplicate key",
+        "tenants/globex.yaml",
+        "  plan: enterprise\n",
+        "  plan: enterprise\n  plan: starter\n",
+        "plan: starter",
+        "duplicate key 'plan'",
+    ),
+    BadCase(
+        "unknown tenant",
+        "models.yaml",
+        "      id: sandbox-deep-eu\n",
+        "      id: sandbox-deep-eu\n      tenant: umbrella\n",
+        "tenant: umbrella",
+        "unknown tenant 'umbrella'",
+    ),
+    BadCase(
+        "unknown model",
+        "tenants/initech.yaml",
+        "allowed_models: [fast, balanced]",
+        "allowed_models: [fast, gpt-9]",
+        "allowed_models",
+        "unknown model 'gpt-9'",
+    ),
+    BadCase(
+        "unknown agent type",
+        "tenants/globex.yaml",
+        "type: data_analysis",
+        "type: fortune_telling",
+        "type: fortune_telling",
+        "unknown agent type 'fortune_telling'",
+    ),
+    BadCase(
+        "unknown department",
+        "tenants/globex.yaml",
+        "    department: risk\n",
+        "    department: legal\n",
+        "department: legal",
+        "unknown department 'legal'",
+    ),
+    BadCase(
+        "invalid cron",
+        "tenants/acme.yaml",
+        'schedule: "0 7 * * 1-5"',
+        'schedule: "every weekday"',
+        "every weekday",
+        "not a valid cron expression",
+    ),
+    BadCase(
+        "negative budget",
+        "tenants/initech.yaml",
+        "monthly_hard_usd: 60,",
+        "monthly_hard_usd: -60,",
+        "monthly_hard_usd: -60",
+        "greater than or equal to 0",
+    ),
+    BadCase(
+        "department above tenant",
+        "tenants/acme.yaml",
+        "{monthly_hard_usd: 900, monthly_soft_usd: 700}",
+        "{monthly_hard_usd: 9000, monthly_soft_usd: 700}",
+        "monthly_hard_usd: 9000",
+        "is above tenant 'acme''s budget",
+    ),
+    BadCase(
+        "soft above hard",
+        "tenants/globex.yaml",
+        "{monthly_hard_usd: 400, monthly_soft_usd: 320}",
+        "{monthly_hard_usd: 400, monthly_soft_usd: 520}",
+        "monthly_soft_usd: 520",
+        "soft threshold must be at or below the hard limit",
+    ),
+    BadCase(
+        "inline secret under a secret field",
+        "tenants/acme.yaml",
+        "credential: secret://acme/jira-token",
+        "credential: hunter2-plaintext",
+        "hunter2-plaintext",
+        "must be a reference",
+    ),
+    BadCase(
+        "inline api key anywhere",
+        "models.yaml",
+        "      model: sandbox/fast-us\n",
+        "      model: sandbox/fast-us\n      api_key: sk-proj-abcdefghijklmnopqrstuvwx\n",
+        "api_key: sk-proj",
+        "inline secret is not allowed",
+    ),
+    BadCase(
+        "password in a url",
+        "tenants/globex.yaml",
+        'url: "${GLOBEX_WAREHOUSE_URL}"',
+        'url: "postgresql://app:s3cret@db.globex.example/positions"',
+        "s3cret",
+        "a URL with a password in it",
+    ),
+    BadCase(
+        "platform admin inside a tenant",
+        "tenants/initech.yaml",
+        "role: tenant_admin",
+        "role: platform_admin",
+        "role: platform_admin",
+        "platform_admin is a platform-level role",
+    ),
+    BadCase(
+        "unknown tool",
+        "tenants/acme.yaml",
+        "tools: [config_inspect, repo_inspect, open_ticket]",
+        "tools: [config_inspect, rm_rf, open_ticket]",
+        "rm_rf",
+        "unknown tool 'rm_rf'",
+    ),
+    BadCase(
+        "unknown trigger connector",
+        "tenants/acme.yaml",
+        "      - connector: acme-jira\n        stream: issues\n        match: {labels: [qa]}",
+        "      - connector: acme-servicenow\n        stream: issues\n        match: {labels: [qa]}",
+        "acme-servicenow",
+        "unknown connector 'acme-servicenow'",
+    ),
 ]
 
 
@@ -163,8 +272,17 @@ def test_every_problem_is_reported_at_once(config_dir: Path) -> None:
         assert fragment in result.output
 
 
-@pytest.mark.parametrize("layout", ["missing directory", "file instead of directory", "tenant file is a directory",
-                                    "no tenants", "missing models file", "empty platform file"])
+@pytest.mark.parametrize(
+    "layout",
+    [
+        "missing directory",
+        "file instead of directory",
+        "tenant file is a directory",
+        "no tenants",
+        "missing models file",
+        "empty platform file",
+    ],
+)
 def test_unusable_directories_are_explained(layout: str, config_dir: Path, tmp_path: Path) -> None:
     target = config_dir
     if layout == "missing directory":
@@ -230,8 +348,9 @@ def test_removed_tenant_keeps_its_history(config_dir: Path, store_env: str) -> N
 
 
 def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "agentprovision.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "agentprovision.cli", *args], capture_output=True, text=True, env=env, timeout=120
+    )
 
 
 def test_real_command_never_shows_a_traceback(config_dir: Path, tmp_path: Path) -> None:

@@ -38,8 +38,17 @@ def test_migrations_match_the_models_and_rerun_cleanly(store: Engine) -> None:
 def test_every_tenant_owned_table_carries_tenant_id(store: Engine) -> None:
     inspector = inspect(store)
     tables = set(inspector.get_table_names())
-    assert tables >= {"config_versions", "tenants", "users", "agents", "tasks", "runs", "events",
-                      "audit_records", "credentials"}
+    assert tables >= {
+        "config_versions",
+        "tenants",
+        "users",
+        "agents",
+        "tasks",
+        "runs",
+        "events",
+        "audit_records",
+        "credentials",
+    }
     for table in tables - PLATFORM_TABLES:
         columns = {c["name"] for c in inspector.get_columns(table)}
         assert "tenant_id" in columns, table
@@ -86,8 +95,15 @@ def test_audit_chain_detects_edits(store: Engine) -> None:
     factory = session_factory(store)
     with transaction(factory) as session:
         for index in range(5):
-            append_audit(session, actor="x@example.com", action="test.action", target_type="thing",
-                         target_id=str(index), tenant_id="acme", details={"n": index})
+            append_audit(
+                session,
+                actor="x@example.com",
+                action="test.action",
+                target_type="thing",
+                target_id=str(index),
+                tenant_id="acme",
+                details={"n": index},
+            )
     with transaction(factory) as session:
         assert verify_chain(session) == (True, None)
         third = session.scalars(select(m.AuditRecord).order_by(m.AuditRecord.seq).offset(2).limit(1)).one()

@@ -33,7 +33,9 @@ SECRET_VALUE_PATTERNS = (
     (re.compile(r"\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}"), "a JSON web token"),
     (re.compile(r"://[^/\s:@]+:[^/\s@]+@"), "a URL with a password in it"),
 )
-SECRET_ADVICE = "put the value in an environment variable and write ${VAR}, or store it in the vault and write secret://name"
+SECRET_ADVICE = (  # noqa: S105 - advice text, not a password
+    "put the value in an environment variable and write ${VAR}, or store it in the vault and write secret://name"
+)
 
 
 def check_inline_secrets(source: SourceFile) -> list[ConfigIssue]:
@@ -73,8 +75,14 @@ CRON_HINT = 'five fields: minute hour day-of-month month day-of-week, e.g. "0 6 
 class CrossChecks:
     """Runs every cross-file check over a config whose files each parsed on their own."""
 
-    def __init__(self, config: AdminConfig, platform: SourceFile, models: SourceFile, tenants: list[SourceFile],
-                 every_tenant_parsed: bool = True):
+    def __init__(
+        self,
+        config: AdminConfig,
+        platform: SourceFile,
+        models: SourceFile,
+        tenants: list[SourceFile],
+        every_tenant_parsed: bool = True,
+    ):
         self.config = config
         self.every_tenant_parsed = every_tenant_parsed
         self.platform_source = platform
@@ -97,9 +105,12 @@ class CrossChecks:
         platform = self.config.platform
         for index, user in enumerate(platform.users):
             if user.role not in PLATFORM_ROLES:
-                self._add(self.platform_source, ("users", index, "role"),
-                          f"role {user.role!r} belongs to a tenant; platform-level users may be "
-                          f"{', '.join(PLATFORM_ROLES)}. Move this user into the tenant's file")
+                self._add(
+                    self.platform_source,
+                    ("users", index, "role"),
+                    f"role {user.role!r} belongs to a tenant; platform-level users may be "
+                    f"{', '.join(PLATFORM_ROLES)}. Move this user into the tenant's file",
+                )
         self._unique_ids(self.platform_source, "alert_channels", [c.id for c in platform.alert_channels])
 
     def _check_models(self) -> None:
@@ -110,58 +121,84 @@ class CrossChecks:
         for index, deployment in enumerate(self.config.models.model_list):
             info = deployment.model_info
             if info.id in seen:
-                self._add(self.models_source, ("model_list", index, "model_info", "id"),
-                          f"deployment id {info.id!r} is already used by model_list[{seen[info.id]}]")
+                self._add(
+                    self.models_source,
+                    ("model_list", index, "model_info", "id"),
+                    f"deployment id {info.id!r} is already used by model_list[{seen[info.id]}]",
+                )
             seen.setdefault(info.id, index)
             for r_index, region in enumerate(info.regions):
                 if region not in regions:
-                    self._add(self.models_source, ("model_list", index, "model_info", "regions", r_index),
-                              f"region {region!r} is not one of the platform regions {sorted(regions)}")
+                    self._add(
+                        self.models_source,
+                        ("model_list", index, "model_info", "regions", r_index),
+                        f"region {region!r} is not one of the platform regions {sorted(regions)}",
+                    )
             if info.tenant is not None and self.every_tenant_parsed and info.tenant not in tenant_ids:
-                self._add(self.models_source, ("model_list", index, "model_info", "tenant"),
-                          f"unknown tenant {info.tenant!r}; known tenants: {', '.join(sorted(tenant_ids))}")
+                self._add(
+                    self.models_source,
+                    ("model_list", index, "model_info", "tenant"),
+                    f"unknown tenant {info.tenant!r}; known tenants: {', '.join(sorted(tenant_ids))}",
+                )
             if production and deployment.provider == "sandbox":
-                self._add(self.models_source, ("model_list", index, "litellm_params", "model"),
-                          "the sandbox provider is for development only and is refused when environment "
-                          "is production; point this deployment at a real provider")
+                self._add(
+                    self.models_source,
+                    ("model_list", index, "litellm_params", "model"),
+                    "the sandbox provider is for development only and is refused when environment "
+                    "is production; point this deployment at a real provider",
+                )
 
     def _check_unique_across_files(self) -> None:
         tenant_seen: dict[str, str] = {}
-        user_seen: dict[str, str] = {
-            u.id: self.platform_source.display_name for u in self.config.platform.users
-        }
+        user_seen: dict[str, str] = {u.id: self.platform_source.display_name for u in self.config.platform.users}
         agent_seen: dict[str, str] = {}
         for tenant_file, source in zip(self.config.tenants, self.tenant_sources, strict=True):
             tenant_id = tenant_file.tenant.id
             if tenant_id in tenant_seen:
-                self._add(source, ("tenant", "id"), f"tenant id {tenant_id!r} is already defined in {tenant_seen[tenant_id]}")
+                self._add(
+                    source, ("tenant", "id"), f"tenant id {tenant_id!r} is already defined in {tenant_seen[tenant_id]}"
+                )
             tenant_seen.setdefault(tenant_id, source.display_name)
             if source.path.stem != tenant_id:
-                self._add(source, ("tenant", "id"),
-                          f"tenant id {tenant_id!r} does not match the file name {source.path.name!r}; "
-                          f"name the file {tenant_id}.yaml")
+                self._add(
+                    source,
+                    ("tenant", "id"),
+                    f"tenant id {tenant_id!r} does not match the file name {source.path.name!r}; "
+                    f"name the file {tenant_id}.yaml",
+                )
             for index, user in enumerate(tenant_file.users):
                 if user.id in user_seen:
-                    self._add(source, ("users", index, "id"), f"user {user.id!r} is already defined in {user_seen[user.id]}")
+                    self._add(
+                        source, ("users", index, "id"), f"user {user.id!r} is already defined in {user_seen[user.id]}"
+                    )
                 user_seen.setdefault(user.id, source.display_name)
             for index, agent in enumerate(tenant_file.agents):
                 if agent.id in agent_seen:
-                    self._add(source, ("agents", index, "id"), f"agent id {agent.id!r} is already defined in {agent_seen[agent.id]}")
+                    self._add(
+                        source,
+                        ("agents", index, "id"),
+                        f"agent id {agent.id!r} is already defined in {agent_seen[agent.id]}",
+                    )
                 agent_seen.setdefault(agent.id, source.display_name)
 
     def _unique_ids(self, source: SourceFile, section: str, ids: list[str]) -> None:
         first: dict[str, int] = {}
         for index, item_id in enumerate(ids):
             if item_id in first:
-                self._add(source, (section, index, "id"), f"id {item_id!r} is already used by {section}[{first[item_id]}]")
+                self._add(
+                    source, (section, index, "id"), f"id {item_id!r} is already used by {section}[{first[item_id]}]"
+                )
             first.setdefault(item_id, index)
 
     def _check_tenant(self, tenant_file: TenantFile, source: SourceFile) -> None:
         tenant = tenant_file.tenant
         platform = self.config.platform.platform
         if tenant.region not in platform.regions:
-            self._add(source, ("tenant", "region"),
-                      f"region {tenant.region!r} is not one of the platform regions {platform.regions}")
+            self._add(
+                source,
+                ("tenant", "region"),
+                f"region {tenant.region!r} is not one of the platform regions {platform.regions}",
+            )
         self._unique_ids(source, "users", [u.id for u in tenant_file.users])
         self._unique_ids(source, "connectors", [c.id for c in tenant_file.connectors])
         self._unique_ids(source, "alert_channels", [c.id for c in tenant_file.alert_channels])
@@ -169,8 +206,11 @@ class CrossChecks:
         first: dict[str, int] = {}
         for index, department in enumerate(tenant.departments):
             if department.id in first:
-                self._add(source, ("tenant", "departments", index, "id"),
-                          f"department id {department.id!r} is already used by departments[{first[department.id]}]")
+                self._add(
+                    source,
+                    ("tenant", "departments", index, "id"),
+                    f"department id {department.id!r} is already used by departments[{first[department.id]}]",
+                )
             first.setdefault(department.id, index)
         self._check_budgets(tenant_file, source)
         self._check_policies(tenant_file, source)
@@ -178,10 +218,15 @@ class CrossChecks:
         users = {u.id for u in tenant_file.users} | {u.id for u in self.config.platform.users}
         for index, user in enumerate(tenant_file.users):
             if user.role == "platform_admin":
-                self._add(source, ("users", index, "role"),
-                          "platform_admin is a platform-level role; declare this user in platform.yaml")
+                self._add(
+                    source,
+                    ("users", index, "role"),
+                    "platform_admin is a platform-level role; declare this user in platform.yaml",
+                )
             if user.department is not None and user.department not in departments:
-                self._add(source, ("users", index, "department"), self._unknown("department", user.department, departments))
+                self._add(
+                    source, ("users", index, "department"), self._unknown("department", user.department, departments)
+                )
 
         agent_types = registered_names(AGENT_TYPES_GROUP)
         tools = registered_names(TOOLS_GROUP)
@@ -193,8 +238,11 @@ class CrossChecks:
             if agent.department not in departments:
                 self._add(source, (*at, "department"), self._unknown("department", agent.department, departments))
             if agent.owner not in users:
-                self._add(source, (*at, "owner"),
-                          f"owner {agent.owner!r} is not a user of tenant {tenant.id!r} or of the platform")
+                self._add(
+                    source,
+                    (*at, "owner"),
+                    f"owner {agent.owner!r} is not a user of tenant {tenant.id!r} or of the platform",
+                )
             for t_index, tool in enumerate(agent.tools):
                 if tool not in tools:
                     self._add(source, (*at, "tools", t_index), self._unknown("tool", tool, tools))
@@ -202,16 +250,26 @@ class CrossChecks:
                 self._add(source, (*at, "schedule"), f"{agent.schedule!r} is not a valid cron expression ({CRON_HINT})")
             for t_index, trigger in enumerate(agent.triggers):
                 if trigger.connector not in connectors:
-                    self._add(source, (*at, "triggers", t_index, "connector"),
-                              self._unknown("connector", trigger.connector, connectors))
+                    self._add(
+                        source,
+                        (*at, "triggers", t_index, "connector"),
+                        self._unknown("connector", trigger.connector, connectors),
+                    )
 
         connector_kinds = registered_names(CONNECTORS_GROUP)
         for index, connector in enumerate(tenant_file.connectors):
             if connector.kind not in connector_kinds:
-                self._add(source, ("connectors", index, "kind"), self._unknown("connector kind", connector.kind, connector_kinds))
+                self._add(
+                    source,
+                    ("connectors", index, "kind"),
+                    self._unknown("connector kind", connector.kind, connector_kinds),
+                )
             if connector.schedule is not None and not is_valid_cron(connector.schedule):
-                self._add(source, ("connectors", index, "schedule"),
-                          f"{connector.schedule!r} is not a valid cron expression ({CRON_HINT})")
+                self._add(
+                    source,
+                    ("connectors", index, "schedule"),
+                    f"{connector.schedule!r} is not a valid cron expression ({CRON_HINT})",
+                )
 
     def _check_budgets(self, tenant_file: TenantFile, source: SourceFile) -> None:
         tenant = tenant_file.tenant
@@ -221,8 +279,13 @@ class CrossChecks:
         departments = {d.id: d for d in tenant.departments}
         for index, department in enumerate(tenant.departments):
             if department.budget is not None:
-                self._not_above(source, ("tenant", "departments", index, "budget"), department.budget,
-                                tenant.budget, f"tenant {tenant.id!r}'s budget")
+                self._not_above(
+                    source,
+                    ("tenant", "departments", index, "budget"),
+                    department.budget,
+                    tenant.budget,
+                    f"tenant {tenant.id!r}'s budget",
+                )
         for index, agent in enumerate(tenant_file.agents):
             if agent.budget is None:
                 continue
@@ -235,9 +298,12 @@ class CrossChecks:
 
     def _not_above(self, source: SourceFile, path: Path_, child: Budget, parent: Budget, label: str) -> None:
         if child.monthly_hard_usd > parent.monthly_hard_usd:
-            self._add(source, (*path, "monthly_hard_usd"),
-                      f"monthly_hard_usd {child.monthly_hard_usd} is above {label} ({parent.monthly_hard_usd}); "
-                      "a budget cannot exceed the one it belongs to")
+            self._add(
+                source,
+                (*path, "monthly_hard_usd"),
+                f"monthly_hard_usd {child.monthly_hard_usd} is above {label} ({parent.monthly_hard_usd}); "
+                "a budget cannot exceed the one it belongs to",
+            )
 
     def _check_policies(self, tenant_file: TenantFile, source: SourceFile) -> None:
         allowed = tenant_file.tenant.policies.allowed_models
@@ -246,7 +312,9 @@ class CrossChecks:
         model_names = {d.model_name for d in self.config.models.model_list}
         for index, name in enumerate(allowed):
             if name not in model_names:
-                self._add(source, ("tenant", "policies", "allowed_models", index), self._unknown("model", name, model_names))
+                self._add(
+                    source, ("tenant", "policies", "allowed_models", index), self._unknown("model", name, model_names)
+                )
 
     @staticmethod
     def _unknown(what: str, value: str, known: set[str] | frozenset[str] | dict) -> str:

@@ -42,7 +42,9 @@ def load_config_dir(directory: Path | str) -> LoadResult:
     if not directory.is_dir():
         return _fail(str(directory), f"{directory} is a file; pass the directory holding platform.yaml")
     try:
-        tenant_paths = sorted((directory / TENANTS_DIR).glob("*.yaml")) + sorted((directory / TENANTS_DIR).glob("*.yml"))
+        tenant_paths = sorted((directory / TENANTS_DIR).glob("*.yaml")) + sorted(
+            (directory / TENANTS_DIR).glob("*.yml")
+        )
         names = {p.name for p in directory.iterdir()}
     except OSError as exc:
         return _fail(str(directory), f"cannot read the config directory: {exc.strerror or exc}")
@@ -70,8 +72,13 @@ def load_config_dir(directory: Path | str) -> LoadResult:
     # Cross-file checks still run over the tenant files that parsed, so one pass shows everything.
     parsed = [(f, s) for f, s in zip(tenant_files, tenant_sources, strict=True) if f is not None]
     config = AdminConfig(platform=platform_file, models=models_file, tenants=[f for f, _ in parsed])
-    checks = CrossChecks(config, platform_source, models_source, [s for _, s in parsed],
-                         every_tenant_parsed=len(parsed) == len(tenant_files))
+    checks = CrossChecks(
+        config,
+        platform_source,
+        models_source,
+        [s for _, s in parsed],
+        every_tenant_parsed=len(parsed) == len(tenant_files),
+    )
     issues.extend(checks.run())
     return LoadResult(None if issues else config, issues)
 
@@ -118,9 +125,9 @@ def _data_path(data: Any, loc: tuple) -> tuple:
     path: list = []
     node = data
     for index, part in enumerate(loc):
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+        in_dict = isinstance(node, dict) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and part < len(node)
+        if in_dict or in_list:
             node = node[part]
         elif isinstance(node, dict) and isinstance(part, str) and index == len(loc) - 1:
             path.append(part)  # a missing or unknown key: still name it

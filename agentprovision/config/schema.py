@@ -43,9 +43,7 @@ class SecretRef(str):
 
         def check(value: str) -> str:
             if not is_reference(value):
-                raise ValueError(
-                    "must be a reference such as ${ENV_VAR} or secret://name, not the value itself"
-                )
+                raise ValueError("must be a reference such as ${ENV_VAR} or secret://name, not the value itself")
             return value
 
         return core_schema.no_info_after_validator_function(check, core_schema.str_schema())

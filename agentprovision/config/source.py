@@ -92,7 +92,9 @@ def _build(node: yaml.Node, path: Path_, source: SourceFile, issues: list[Config
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
-                issues.append(_at(source, key_node, path, "YAML merge keys (<<) are not supported; write the fields out"))
+                issues.append(
+                    _at(source, key_node, path, "YAML merge keys (<<) are not supported; write the fields out")
+                )
                 continue
             if not isinstance(key_node, yaml.ScalarNode):
                 issues.append(_at(source, key_node, path, "mapping keys must be plain words"))
@@ -101,7 +103,9 @@ def _build(node: yaml.Node, path: Path_, source: SourceFile, issues: list[Config
             child = (*path, key)
             if key in result:
                 first_line = source.positions[child][0]
-                issues.append(_at(source, key_node, child, f"duplicate key {key!r} (first defined on line {first_line})"))
+                issues.append(
+                    _at(source, key_node, child, f"duplicate key {key!r} (first defined on line {first_line})")
+                )
                 continue
             source.positions[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
             result[key] = _build(value_node, child, source, issues, scalars)
@@ -112,5 +116,6 @@ def _build(node: yaml.Node, path: Path_, source: SourceFile, issues: list[Config
 
 
 def _at(source: SourceFile, node: yaml.Node, path: Path_, message: str) -> ConfigIssue:
-    return ConfigIssue(source.display_name, node.start_mark.line + 1, node.start_mark.column + 1,
-                       format_path(path), message)
+    return ConfigIssue(
+        source.display_name, node.start_mark.line + 1, node.start_mark.column + 1, format_path(path), message
+    )

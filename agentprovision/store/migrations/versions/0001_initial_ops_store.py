@@ -20,9 +20,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.create_table(
         "audit_records",
-        sa.Column(
-            "seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("record_id", sa.String(length=36), nullable=False),
         sa.Column("tenant_id", sa.String(length=63), nullable=True),
         sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
@@ -62,9 +60,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "events",
-        sa.Column(
-            "seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("event_id", sa.String(length=36), nullable=False),
         sa.Column("tenant_id", sa.String(length=63), nullable=True),
         sa.Column("kind", sa.String(length=16), nullable=False),
@@ -117,9 +113,7 @@ def upgrade() -> None:
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
-        sa.ForeignKeyConstraint(
-            ["tenant_id"], ["tenants.tenant_id"], name=op.f("fk_agents_tenant_id_tenants")
-        ),
+        sa.ForeignKeyConstraint(["tenant_id"], ["tenants.tenant_id"], name=op.f("fk_agents_tenant_id_tenants")),
         sa.PrimaryKeyConstraint("agent_id", name=op.f("pk_agents")),
     )
     with op.batch_alter_table("agents", schema=None) as batch_op:
@@ -134,9 +128,7 @@ def upgrade() -> None:
         sa.Column("key_id", sa.String(length=63), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("rotated_at", sa.DateTime(timezone=True), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["tenant_id"], ["tenants.tenant_id"], name=op.f("fk_credentials_tenant_id_tenants")
-        ),
+        sa.ForeignKeyConstraint(["tenant_id"], ["tenants.tenant_id"], name=op.f("fk_credentials_tenant_id_tenants")),
         sa.PrimaryKeyConstraint("credential_id", name=op.f("pk_credentials")),
         sa.UniqueConstraint("tenant_id", "name", name="uq_credentials_tenant_name"),
     )
@@ -153,9 +145,7 @@ def upgrade() -> None:
         sa.Column("budget_soft_usd", sa.Numeric(precision=18, scale=8), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("config_version", sa.Integer(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["tenant_id"], ["tenants.tenant_id"], name=op.f("fk_departments_tenant_id_tenants")
-        ),
+        sa.ForeignKeyConstraint(["tenant_id"], ["tenants.tenant_id"], name=op.f("fk_departments_tenant_id_tenants")),
         sa.PrimaryKeyConstraint("tenant_id", "department_id", name=op.f("pk_departments")),
     )
     op.create_table(
@@ -171,9 +161,7 @@ def upgrade() -> None:
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
-        sa.ForeignKeyConstraint(
-            ["tenant_id"], ["tenants.tenant_id"], name=op.f("fk_integrations_tenant_id_tenants")
-        ),
+        sa.ForeignKeyConstraint(["tenant_id"], ["tenants.tenant_id"], name=op.f("fk_integrations_tenant_id_tenants")),
         sa.PrimaryKeyConstraint("tenant_id", "integration_id", name=op.f("pk_integrations")),
     )
     op.create_table(
@@ -213,9 +201,7 @@ def upgrade() -> None:
         sa.Column("department_id", sa.String(length=63), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("config_version", sa.Integer(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["tenant_id"], ["tenants.tenant_id"], name=op.f("fk_users_tenant_id_tenants")
-        ),
+        sa.ForeignKeyConstraint(["tenant_id"], ["tenants.tenant_id"], name=op.f("fk_users_tenant_id_tenants")),
         sa.PrimaryKeyConstraint("user_id", name=op.f("pk_users")),
     )
     with op.batch_alter_table("users", schema=None) as batch_op:
@@ -240,9 +226,7 @@ def upgrade() -> None:
         sa.Column("run_id", sa.String(length=36), nullable=True),
         sa.Column("outcome", sa.Text(), nullable=True),
         sa.ForeignKeyConstraint(["agent_id"], ["agents.agent_id"], name=op.f("fk_tasks_agent_id_agents")),
-        sa.ForeignKeyConstraint(
-            ["tenant_id"], ["tenants.tenant_id"], name=op.f("fk_tasks_tenant_id_tenants")
-        ),
+        sa.ForeignKeyConstraint(["tenant_id"], ["tenants.tenant_id"], name=op.f("fk_tasks_tenant_id_tenants")),
         sa.PrimaryKeyConstraint("task_id", name=op.f("pk_tasks")),
         sa.UniqueConstraint("tenant_id", "idempotency_key", name="uq_tasks_tenant_idempotency"),
     )
