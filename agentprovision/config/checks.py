@@ -33,7 +33,7 @@ SECRET_VALUE_PATTERNS = (
     (re.compile(r"\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}"), "a JSON web token"),
     (re.compile(r"://[^/\s:@]+:[^/\s@]+@"), "a URL with a password in it"),
 )
-SECRET_ADVICE = (  # noqa: S105 - advice text, not a password
+REFERENCE_ADVICE = (
     "put the value in an environment variable and write ${VAR}, or store it in the vault and write secret://name"
 )
 
@@ -45,11 +45,11 @@ def check_inline_secrets(source: SourceFile) -> list[ConfigIssue]:
             continue
         key = path[-1] if path and isinstance(path[-1], str) else ""
         if SECRET_KEY_NAMES.search(key) and value.strip():
-            issues.append(source.issue(path, f"inline secret is not allowed: {SECRET_ADVICE}"))
+            issues.append(source.issue(path, f"inline secret is not allowed: {REFERENCE_ADVICE}"))
             continue
         for pattern, label in SECRET_VALUE_PATTERNS:
             if pattern.search(value):
-                issues.append(source.issue(path, f"this looks like {label} written inline: {SECRET_ADVICE}"))
+                issues.append(source.issue(path, f"this looks like {label} written inline: {REFERENCE_ADVICE}"))
                 break
     return issues
 
