@@ -1,0 +1,1 @@
+"""The agentprovision kernel: settings, admin config, ops store, events and the CLI."""

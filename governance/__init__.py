@@ -1,0 +1,1 @@
+"""Governance: roles and permissions, tenant isolation, audit verification, secrets, privacy, evidence."""
