@@ -83,7 +83,7 @@ def _wait_ready(url: str, process: subprocess.Popen, timeout: float = 120.0) -> 
 
 
 def _interrupt(*_: object) -> None:
-    """Treat SIGTERM (a supervisor stopping us) like Ctrl-C: stop both servers cleanly."""
+    """Ctrl-C, or a supervisor's SIGTERM: stop both servers cleanly."""
     raise KeyboardInterrupt
 
 
@@ -118,7 +118,8 @@ def serve_all(
     }
     processes = {name: _start(command, env) for name, (command, _, _) in servers.items()}
     interrupted = False
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    # Installed explicitly: a shell that starts us in the background leaves SIGINT ignored.
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         for name, (_, url, health) in servers.items():
             ready = _wait_ready(health, processes[name])
@@ -135,5 +136,6 @@ def serve_all(
     finally:
         for process in processes.values():
             _stop(process)
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0 if interrupted else 1

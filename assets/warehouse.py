@@ -1,14 +1,17 @@
 """The dbt models as Dagster assets, and the published read-only copy dashboards read."""
 
 import dagster as dg
-from dagster_dbt import DbtCliResource, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
 from agentprovision.warehouse import publish
 from orchestration.dbt_project import dbt_project
 from orchestration.resources import WarehouseResource
 
+# dbt tests on the `ops` sources become asset checks on the ingestion assets that feed them.
+TRANSLATOR = DagsterDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_source_tests_as_checks=True))
 
-@dbt_assets(manifest=dbt_project().manifest_path, project=dbt_project())
+
+@dbt_assets(manifest=dbt_project().manifest_path, project=dbt_project(), dagster_dbt_translator=TRANSLATOR)
 def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
     yield from dbt.cli(["build"], context=context).stream()
 

@@ -6,6 +6,8 @@ Running it again applies nothing new (the config is unchanged) and ingests only 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import sys
 import time
@@ -50,13 +52,17 @@ def run_pass(settings: Settings) -> int:
 
     from orchestration.definitions import defs
 
-    with DagsterInstance.get() as instance:
-        outcome = defs.get_job_def("full_pass").execute_in_process(
+    # dbt's progress lines go to a buffer to keep the summary short; they are shown if the pass fails,
+    # and every run's full logs stay in the Dagster UI.
+    progress = io.StringIO()
+    with DagsterInstance.get() as instance, contextlib.redirect_stdout(progress):
+        outcome = defs.resolve_job_def("full_pass").execute_in_process(
             instance=instance,
             raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},  # keep the summary readable
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
         )
     if not outcome.success:
+        print(progress.getvalue()[-4000:], file=sys.stderr)
         failed = [e.step_key for e in outcome.all_events if e.is_step_failure]
         print(
             f"pipeline pass failed at {', '.join(failed) or 'an unknown step'}; "

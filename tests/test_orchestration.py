@@ -60,6 +60,9 @@ def test_dbt_sources_are_fed_by_the_ingestion_asset() -> None:
     upstream = graph.get(dg.AssetKey(["staging", "stg_ops__tenants"])).parent_keys
     assert dg.AssetKey(["ops", "tenants"]) in upstream
     assert graph.get(dg.AssetKey(["ops", "tenants"])).is_materializable
+    # dbt's tests on the sources are asset checks on the ingestion assets.
+    checked = {key.asset_key for key in graph.asset_check_keys}
+    assert dg.AssetKey(["ops", "tenants"]) in checked and dg.AssetKey(["marts", "dim_tenants"]) in checked
 
 
 def test_workspace_validates_with_the_dagster_cli(tmp_path: Path) -> None:
