@@ -116,11 +116,13 @@ def serve_all(
             f"http://{host}:{dashboards_port}/_stcore/health",
         ),
     }
-    processes = {name: _start(command, env) for name, (command, _, _) in servers.items()}
     interrupted = False
     # Installed explicitly: a shell that starts us in the background leaves SIGINT ignored.
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    processes: dict[str, subprocess.Popen] = {}
     try:
+        for name, (command, _, _) in servers.items():
+            processes[name] = _start(command, env)
         for name, (_, url, health) in servers.items():
             ready = _wait_ready(health, processes[name])
             print(f"{name:<11} {url}" + ("" if ready else "  (not answering yet)"), flush=True)
@@ -134,6 +136,10 @@ def serve_all(
         interrupted = True
         print("\nStopping...", flush=True)
     finally:
+        # A second Ctrl-C (or uv forwarding the first one again) must not cut the shutdown short
+        # and leave a server orphaned; _stop escalates to SIGKILL on its own.
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)
         for process in processes.values():
             _stop(process)
         for sig, handler in previous.items():

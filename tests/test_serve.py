@@ -65,6 +65,9 @@ def test_serve_starts_both_uis_and_ctrl_c_stops_both(tmp_path: Path) -> None:
         assert httpx.get(f"http://127.0.0.1:{dashboards_port}/_stcore/health", timeout=10).status_code == 200
         assert (tmp_path / "state" / "dagster" / "dagster.yaml").exists()
 
+        # Ctrl-C in a terminal reaches uv and us alike and uv forwards it: expect it twice.
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.3)
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=90) == 0
         time.sleep(1)
