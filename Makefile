@@ -8,7 +8,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 export UV_PYTHON_DOWNLOADS := never
 export DAGSTER_DISABLE_TELEMETRY := 1
 
-.PHONY: run test bootstrap prepare lint demo clean
+.PHONY: run test bootstrap prepare lint fmt demo clean
 
 run: prepare
 	$(UV) run agentprovision demo --once
@@ -24,6 +24,10 @@ demo: prepare
 lint: bootstrap
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
+
+fmt: bootstrap
+	$(UV) run ruff check --fix .
+	$(UV) run ruff format .
 
 # uv itself comes from pip when it is missing; everything else from the committed lock file.
 bootstrap:

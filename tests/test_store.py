@@ -16,6 +16,7 @@ from agentprovision.events import EventWriter, PlatformEvent, write_events
 from agentprovision.store import models as m
 from agentprovision.store.audit import append_audit, verify_chain
 from agentprovision.store.db import migrate, session_factory, transaction
+from agentprovision.store.registry import Base
 
 # Tables that belong to the platform as a whole rather than to any one tenant.
 PLATFORM_TABLES = {"config_versions", "alembic_version"}
@@ -32,7 +33,7 @@ def test_migrations_match_the_models_and_rerun_cleanly(store: Engine) -> None:
     migrate(store)  # a second run is a no-op
     with store.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
-        assert compare_metadata(context, m.Base.metadata) == []
+        assert compare_metadata(context, Base.metadata) == []
 
 
 def test_every_tenant_owned_table_carries_tenant_id(store: Engine) -> None:

@@ -62,8 +62,8 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the latest revision; safe to call on every start."""
-    command.upgrade(alembic_config(engine), "head")
+    """Bring the schema to the latest revision of every branch; safe to call on every start."""
+    command.upgrade(alembic_config(engine), "heads")
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from agentprovision.store.models import Base
+from agentprovision.store.registry import Base
 
 engine = context.config.attributes["engine"]
 

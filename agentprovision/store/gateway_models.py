@@ -1,0 +1,1 @@
+"""Ops-store tables of the LLM gateway (budget reservations, rate-limit windows, ...)."""
