@@ -1,7 +1,9 @@
-"""Appending to the audit trail: every record is chained to the one before it by SHA-256.
+"""Appending to the audit trail: every record is chained by SHA-256 to the one before it.
 
-The chain is global (one sequence for the whole platform) so removing or editing any record,
-in any tenant, breaks verification from that point on.
+There is one chain per tenant and one for platform-level actions, so a tenant's trail can be
+verified (and handed to its auditor) on its own. Editing, deleting or reordering any record breaks
+its chain at that record; cutting records off the end is caught against chain heads exported
+earlier (`chain_heads`).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,8 +21,11 @@ from sqlalchemy.orm import Session
 from agentprovision.store.models import AuditRecord
 
 GENESIS_HASH = "0" * 64
-# Any constant works; it only has to be the same for every writer of the chain.
-_CHAIN_LOCK_KEY = 7_114_023_501
+PLATFORM_CHAIN = "__platform__"  # not a valid tenant slug, so it cannot collide
+
+
+def chain_of(tenant_id: str | None) -> str:
+    return tenant_id if tenant_id is not None else PLATFORM_CHAIN
 
 
 def _canonical(record: AuditRecord) -> bytes:
@@ -56,9 +62,12 @@ def append_audit(
 ) -> AuditRecord:
     """Add one record inside the caller's transaction, so it commits or rolls back with the change."""
     if session.get_bind().dialect.name == "postgresql":
-        # Serialise appenders so two transactions never chain onto the same predecessor.
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY})
-    previous = session.scalar(select(AuditRecord.record_hash).order_by(AuditRecord.seq.desc()).limit(1))
+        # Serialise appenders of one chain so two transactions never chain onto the same predecessor.
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:chain))"), {"chain": chain_of(tenant_id)})
+    same_chain = AuditRecord.tenant_id.is_(None) if tenant_id is None else AuditRecord.tenant_id == tenant_id
+    previous = session.scalar(
+        select(AuditRecord.record_hash).where(same_chain).order_by(AuditRecord.seq.desc()).limit(1)
+    )
     record = AuditRecord(
         record_id=str(uuid.uuid4()),
         tenant_id=tenant_id,
@@ -76,11 +85,59 @@ def append_audit(
     return record
 
 
-def verify_chain(session: Session) -> tuple[bool, int | None]:
-    """Walk the chain in order; return (intact, seq of the first broken record)."""
-    expected_prev = GENESIS_HASH
+@dataclass(frozen=True)
+class VerifyResult:
+    intact: bool
+    records: int
+    chains: int
+    chain: str | None = None
+    first_bad_seq: int | None = None
+    problem: str | None = None
+
+
+def chain_heads(session: Session) -> dict[str, tuple[int, str]]:
+    """The last (seq, hash) of every chain, to export and later check the tail was not cut off."""
+    heads: dict[str, tuple[int, str]] = {}
+    for seq, tenant_id, digest in session.execute(
+        select(AuditRecord.seq, AuditRecord.tenant_id, AuditRecord.record_hash).order_by(AuditRecord.seq)
+    ):
+        heads[chain_of(tenant_id)] = (seq, digest)
+    return heads
+
+
+def verify_chain(session: Session, anchors: dict[str, tuple[int, str]] | None = None) -> VerifyResult:
+    """Walk every chain in order and name the first record that does not verify.
+
+    `anchors` are chain heads exported earlier: each must still be in its chain, with the same hash.
+    """
+    last: dict[str, str] = {}
+    seen: dict[str, dict[int, str]] = {}
+    count = 0
     for record in session.scalars(select(AuditRecord).order_by(AuditRecord.seq)):
-        if record.prev_hash != expected_prev or record_hash(record) != record.record_hash:
-            return False, record.seq
-        expected_prev = record.record_hash
-    return True, None
+        count += 1
+        chain = chain_of(record.tenant_id)
+        expected_prev = last.get(chain, GENESIS_HASH)
+        if record_hash(record) != record.record_hash:
+            return VerifyResult(False, count, len(last), chain, record.seq, "its content does not match its hash")
+        if record.prev_hash != expected_prev:
+            return VerifyResult(
+                False,
+                count,
+                len(last),
+                chain,
+                record.seq,
+                "it does not follow the record before it (a record was removed or reordered)",
+            )
+        last[chain] = record.record_hash
+        seen.setdefault(chain, {})[record.seq] = record.record_hash
+    for chain, (seq, digest) in (anchors or {}).items():
+        if seen.get(chain, {}).get(seq) != digest:
+            return VerifyResult(
+                False,
+                count,
+                len(last),
+                chain,
+                seq,
+                "an exported chain head is missing or changed (records were cut off the end)",
+            )
+    return VerifyResult(True, count, len(last))

@@ -1,0 +1,104 @@
+"""`agentprovision secrets ...` and `agentprovision audit ...`: the governance commands."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from cryptography.fernet import Fernet
+
+from agentprovision.settings import current_actor, load_settings
+from agentprovision.store.audit import verify_chain
+from agentprovision.store.db import make_engine, migrate, session_factory, transaction
+from governance.vault import ENV_VAULT_KEYS, KEY_FILE_NAME, CredentialVault, VaultError, load_keyring, write_key_file
+
+secrets_app = typer.Typer(help="Encrypted integration credentials.", no_args_is_help=True)
+audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
+
+
+def _engine():  # type: ignore[no-untyped-def]
+    engine = make_engine(load_settings().database_url)
+    migrate(engine)
+    return engine
+
+
+def _vault() -> CredentialVault:
+    settings = load_settings()
+    try:
+        return CredentialVault(_engine(), load_keyring(settings.state_dir))
+    except VaultError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+@secrets_app.command("set")
+def set_secret(
+    tenant: Annotated[str, typer.Argument(help="Tenant id.")],
+    name: Annotated[str, typer.Argument(help="Secret name, as referenced by secret://NAME in config.")],
+) -> None:
+    """Store a secret; the value is read from standard input (never from the command line)."""
+    value = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else typer.prompt("value", hide_input=True)
+    try:
+        _vault().store(tenant, name, value, actor=current_actor())
+    except VaultError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"stored {tenant}/{name} (encrypted)")
+
+
+@secrets_app.command("list")
+def list_secrets(tenant: Annotated[str, typer.Argument(help="Tenant id.")]) -> None:
+    """Names, key ids and last change of a tenant's secrets; never their values."""
+    rows = _vault().names(tenant)
+    if not rows:
+        typer.echo(f"tenant {tenant} has no stored secrets")
+    for name, key, changed in rows:
+        typer.echo(f"{name:<40} key {key}  changed {changed:%Y-%m-%d %H:%M}")
+
+
+@secrets_app.command("new-key")
+def new_key() -> None:
+    """Print a fresh key to put first in AGENTPROVISION_VAULT_KEYS before `rotate-key`."""
+    typer.echo(Fernet.generate_key().decode())
+
+
+@secrets_app.command("rotate-key")
+def rotate_key() -> None:
+    """Re-encrypt every secret under the newest key.
+
+    With AGENTPROVISION_VAULT_KEYS set: put the new key first, keep the old ones after it, run this,
+    then drop the old keys. With the embedded key file: a new key is generated, used, and the old
+    keys are removed from the file once every secret is re-encrypted.
+    """
+    settings = load_settings()
+    from os import environ
+
+    engine = _engine()
+    key_file = settings.state_dir / KEY_FILE_NAME
+    try:
+        keyring = load_keyring(settings.state_dir)
+        if environ.get(ENV_VAULT_KEYS):
+            count = CredentialVault(engine, keyring).rotate(actor=current_actor())
+        else:
+            fresh = Fernet.generate_key()
+            write_key_file(key_file, (fresh, *keyring.keys))
+            count = CredentialVault(engine, load_keyring(settings.state_dir)).rotate(actor=current_actor())
+            write_key_file(key_file, (fresh,))
+    except VaultError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"re-encrypted {count} secrets under the newest key")
+
+
+@audit_app.command("verify")
+def verify() -> None:
+    """Check every audit chain; name the first record that does not verify."""
+    with transaction(session_factory(_engine())) as session:
+        result = verify_chain(session)
+    if result.intact:
+        typer.echo(f"audit trail intact: {result.records} records in {result.chains} chains")
+        return
+    typer.echo(
+        f"audit trail BROKEN in chain {result.chain!r} at record seq {result.first_bad_seq}: {result.problem}", err=True
+    )
+    raise typer.Exit(3)
