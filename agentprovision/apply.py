@@ -99,7 +99,13 @@ def plan(session: Session, config: AdminConfig) -> list[EntityChange]:
 
 
 def apply_config(
-    session: Session, config: AdminConfig, *, actor: str, source: str, rollback_of: int | None = None
+    session: Session,
+    config: AdminConfig,
+    *,
+    actor: str,
+    source: str,
+    rollback_of: int | None = None,
+    channel: str = "cli",
 ) -> ApplyResult:
     """Write `config` as the next version inside the caller's transaction; no-op when unchanged."""
     latest = current_version(session)
@@ -133,6 +139,7 @@ def apply_config(
             "summary": summary,
             "changes": [c.render() for c in changes],
         },
+        source=channel,
     )
     return ApplyResult(version, changes)
 

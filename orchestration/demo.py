@@ -43,7 +43,9 @@ def run_pass(settings: Settings) -> int:
     engine = make_engine(settings.database_url)
     migrate(engine)
     with transaction(session_factory(engine)) as session:
-        applied = apply_config(session, result.config, actor=SEED_ACTOR, source=str(settings.config_dir))
+        applied = apply_config(
+            session, result.config, actor=SEED_ACTOR, source=str(settings.config_dir), channel="demo"
+        )
     print(f"config: {'applied as version ' + str(applied.version) if applied.changed else 'unchanged'}")
 
     # Imported here so that loading definitions (which parses nothing, but builds resources from

@@ -13,7 +13,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
@@ -41,6 +41,8 @@ def _canonical(record: AuditRecord) -> bytes:
         "target_type": record.target_type,
         "target_id": record.target_id,
         "details": record.details,
+        "source": record.source,
+        "outcome": record.outcome,
         "prev_hash": record.prev_hash,
     }
     return json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()
@@ -59,6 +61,8 @@ def append_audit(
     target_id: str,
     tenant_id: str | None = None,
     details: dict[str, Any] | None = None,
+    source: str = "api",
+    outcome: Literal["success", "denied", "failure"] = "success",
 ) -> AuditRecord:
     """Add one record inside the caller's transaction, so it commits or rolls back with the change."""
     if session.get_bind().dialect.name == "postgresql":
@@ -77,6 +81,8 @@ def append_audit(
         target_type=target_type,
         target_id=target_id,
         details=details or {},
+        source=source,
+        outcome=outcome,
         prev_hash=previous or GENESIS_HASH,
     )
     record.record_hash = record_hash(record)

@@ -246,5 +246,8 @@ class AuditRecord(Base):
     target_type: Mapped[str] = mapped_column(String(63))
     target_id: Mapped[str] = mapped_column(String(254))
     details: Mapped[dict[str, Any]]
+    # ISO 27001 A.8.15: where the action came from (cli, dagster, dashboard, api) and how it ended.
+    source: Mapped[str] = mapped_column(String(32), default="api")
+    outcome: Mapped[str] = mapped_column(String(16), default="success")
     prev_hash: Mapped[str] = mapped_column(String(64))
     record_hash: Mapped[str] = mapped_column(String(64), unique=True)

@@ -1,4 +1,4 @@
-"""Audit records are append-only: the database refuses UPDATE and DELETE on them.
+"""Audit records carry source and outcome, and are append-only: the database refuses UPDATE and DELETE.
 
 Revision ID: 0004_audit_append_only
 Revises: 0001
@@ -6,6 +6,7 @@ Revises: 0001
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004_audit_append_only"
@@ -17,6 +18,9 @@ REFUSAL = "audit records are append-only"
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("audit_records") as batch:
+        batch.add_column(sa.Column("source", sa.String(length=32), nullable=False, server_default="api"))
+        batch.add_column(sa.Column("outcome", sa.String(length=16), nullable=False, server_default="success"))
     if op.get_bind().dialect.name == "postgresql":
         op.execute(f"""
             CREATE FUNCTION audit_records_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -46,3 +50,6 @@ def downgrade() -> None:
     else:
         for event in ("update", "delete"):
             op.execute(f"DROP TRIGGER audit_records_no_{event}")
+    with op.batch_alter_table("audit_records") as batch:
+        batch.drop_column("outcome")
+        batch.drop_column("source")
