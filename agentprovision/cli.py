@@ -18,7 +18,7 @@ from agentprovision import apply as config_apply
 from agentprovision.config import ConfigIssue, load_config_dir
 from agentprovision.settings import Settings, current_actor, load_settings
 from agentprovision.store.db import make_engine, migrate, session_factory, transaction
-from governance.cli import audit_app, secrets_app
+from governance.cli import audit_app, compliance_app, secrets_app
 
 EXIT_INVALID = 2
 EXIT_FAILED = 1
@@ -33,6 +33,7 @@ config_app = typer.Typer(help="Config versions: history and rollback.", no_args_
 app.add_typer(config_app, name="config")
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(audit_app, name="audit")
+app.add_typer(compliance_app, name="compliance")
 
 ConfigDir = Annotated[
     Path | None, typer.Argument(help="Config directory (default: $AGENTPROVISION_CONFIG_DIR or ./config).")

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from cryptography.fernet import Fernet
 
 from agentprovision.settings import current_actor, load_settings
-from agentprovision.store.audit import verify_chain
+from agentprovision.store.audit import append_audit, verify_chain
 from agentprovision.store.db import make_engine, migrate, session_factory, transaction
+from agentprovision.store.models import User
+from governance.evidence import EvidenceError, Period, build_sections, write_pack
+from governance.permissions import Action, PermissionDenied, Principal, require
 from governance.vault import ENV_VAULT_KEYS, KEY_FILE_NAME, CredentialVault, VaultError, load_keyring, write_key_file
 
 secrets_app = typer.Typer(help="Encrypted integration credentials.", no_args_is_help=True)
+compliance_app = typer.Typer(help="Compliance evidence for auditors.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
 
 
@@ -102,3 +107,61 @@ def verify() -> None:
         f"audit trail BROKEN in chain {result.chain!r} at record seq {result.first_bad_seq}: {result.problem}", err=True
     )
     raise typer.Exit(3)
+
+
+def principal_for(session, user_id: str) -> Principal:  # type: ignore[no-untyped-def]
+    """The acting user as configured in the ops store; unknown or removed users have no rights."""
+    user = session.get(User, user_id)
+    if user is None or user.status != "active":
+        raise PermissionDenied(
+            f"{user_id!r} is not an active user of the platform; set AGENTPROVISION_ACTOR to your user id"
+        )
+    return Principal(user.user_id, user.role, user.tenant_id)
+
+
+@compliance_app.command("evidence")
+def evidence(
+    tenant: Annotated[str, typer.Option(help="Tenant id.")],
+    period: Annotated[str, typer.Option(help="YYYY-Qn or YYYY-MM, e.g. 2026-Q3.")],
+    out: Annotated[Path | None, typer.Option(help="Where to write the pack (default: <state dir>/evidence).")] = None,
+) -> None:
+    """Write an evidence pack (JSON, CSV, summary, SHA-256 manifest) for one tenant and period."""
+    settings = load_settings()
+    actor = current_actor()
+    factory = session_factory(_engine())
+    try:
+        parsed = Period.parse(period)
+        with transaction(factory) as session:
+            require(principal_for(session, actor), Action.EVIDENCE_EXPORT, tenant)
+            sections = build_sections(session, tenant, parsed)
+            target = write_pack(sections, tenant, parsed, out or settings.state_dir / "evidence", actor)
+            append_audit(
+                session,
+                actor=actor,
+                action="evidence.export",
+                target_type="evidence_pack",
+                target_id=f"{tenant}/{period}",
+                tenant_id=tenant,
+                source="cli",
+                details={"path": str(target), "findings": sum(len(s.findings) for s in sections)},
+            )
+    except PermissionDenied as exc:
+        # The refusal is itself evidence: recorded in its own transaction, since the one above rolled back.
+        with transaction(factory) as session:
+            append_audit(
+                session,
+                actor=actor,
+                action="evidence.export",
+                target_type="evidence_pack",
+                target_id=f"{tenant}/{period}",
+                source="cli",
+                outcome="denied",
+                details={"reason": str(exc)},
+            )
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except EvidenceError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    findings = sum(len(s.findings) for s in sections)
+    typer.echo(f"evidence pack for {tenant} {period} written to {target} ({findings} findings)")
