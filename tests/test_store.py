@@ -172,3 +172,11 @@ def test_sqlite_store_runs_in_wal_mode(tmp_path) -> None:  # type: ignore[no-unt
     with engine.connect() as connection:
         assert connection.execute(text("PRAGMA journal_mode")).scalar_one() == "wal"
         assert connection.execute(text("PRAGMA foreign_keys")).scalar_one() == 1
+
+
+def test_postgres_urls_keep_their_tls_settings() -> None:
+    from agentprovision.store.db import normalise_url
+
+    url = normalise_url("postgresql://app@db.internal/ap?sslmode=verify-full&sslrootcert=/etc/ssl/ca.pem")
+    assert url.startswith("postgresql+psycopg://app@db.internal/ap?")
+    assert "sslmode=verify-full" in url and "sslrootcert=/etc/ssl/ca.pem" in url
