@@ -175,8 +175,10 @@ def test_sqlite_store_runs_in_wal_mode(tmp_path) -> None:  # type: ignore[no-unt
 
 
 def test_postgres_urls_keep_their_tls_settings() -> None:
+    from sqlalchemy.engine import make_url
+
     from agentprovision.store.db import normalise_url
 
-    url = normalise_url("postgresql://app@db.internal/ap?sslmode=verify-full&sslrootcert=/etc/ssl/ca.pem")
-    assert url.startswith("postgresql+psycopg://app@db.internal/ap?")
-    assert "sslmode=verify-full" in url and "sslrootcert=/etc/ssl/ca.pem" in url
+    url = make_url(normalise_url("postgresql://app@db.internal/ap?sslmode=verify-full&sslrootcert=/etc/ssl/ca.pem"))
+    assert url.drivername == "postgresql+psycopg"
+    assert dict(url.query) == {"sslmode": "verify-full", "sslrootcert": "/etc/ssl/ca.pem"}
