@@ -10,7 +10,7 @@ import typer
 from cryptography.fernet import Fernet
 
 from agentprovision.settings import current_actor, load_settings
-from agentprovision.store.audit import append_audit, verify_chain
+from agentprovision.store.audit import append_audit, latest_exported_heads, verify_chain
 from agentprovision.store.db import make_engine, migrate, session_factory, transaction
 from agentprovision.store.models import User
 from governance.evidence import EvidenceError, Period, build_sections, write_pack
@@ -19,6 +19,7 @@ from governance.vault import ENV_VAULT_KEYS, KEY_FILE_NAME, CredentialVault, Vau
 
 secrets_app = typer.Typer(help="Encrypted integration credentials.", no_args_is_help=True)
 compliance_app = typer.Typer(help="Compliance evidence for auditors.", no_args_is_help=True)
+HEADS_DIR = "audit_heads"  # under the state dir; the `audit_chain_heads` asset writes here
 audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
 
 
@@ -98,10 +99,12 @@ def rotate_key() -> None:
 @audit_app.command("verify")
 def verify() -> None:
     """Check every audit chain; name the first record that does not verify."""
+    anchors = latest_exported_heads(load_settings().state_dir / HEADS_DIR)
     with transaction(session_factory(_engine())) as session:
-        result = verify_chain(session)
+        result = verify_chain(session, anchors)
     if result.intact:
-        typer.echo(f"audit trail intact: {result.records} records in {result.chains} chains")
+        anchored = " (tails checked against the last exported chain heads)" if anchors else ""
+        typer.echo(f"audit trail intact: {result.records} records in {result.chains} chains{anchored}")
         return
     typer.echo(
         f"audit trail BROKEN in chain {result.chain!r} at record seq {result.first_bad_seq}: {result.problem}", err=True

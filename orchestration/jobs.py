@@ -9,7 +9,13 @@ WAREHOUSE_WRITER_TAG = {"agentprovision/warehouse-writer": "duckdb"}
 
 full_pass_job = dg.define_asset_job(
     "full_pass",
-    selection=dg.AssetSelection.all(),
+    selection=dg.AssetSelection.all() - dg.AssetSelection.groups("governance"),
     description="Ingest the ops store, build every dbt model with its tests, publish for the dashboards.",
     tags=WAREHOUSE_WRITER_TAG,
+)
+
+audit_heads_job = dg.define_asset_job(
+    "audit_heads",
+    selection=dg.AssetSelection.groups("governance"),
+    description="Verify the audit chains and export their heads.",
 )

@@ -124,3 +124,28 @@ def test_audit_verify_command(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None
     bad = runner.invoke(app, ["audit", "verify"])
     assert bad.exit_code == 3
     assert "BROKEN" in bad.output and "seq 4" in bad.output and "does not match its hash" in bad.output
+
+
+def test_scheduled_head_export_catches_a_cut_off_tail(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    import dagster as dg
+
+    from agentprovision.store.db import make_engine, migrate
+    from assets.governance import audit_chain_heads
+    from orchestration.resources import OpsStoreResource
+
+    url = f"sqlite:///{tmp_path / 'ops.db'}"
+    monkeypatch.setenv("AGENTPROVISION_STATE_DIR", str(tmp_path))
+    engine = make_engine(url)
+    migrate(engine)
+    fill(engine, records=8)
+    resources = {"ops_store": OpsStoreResource(database_url=url)}
+    assert dg.materialize([audit_chain_heads], resources=resources).success
+    assert len(list((tmp_path / "audit_heads").glob("chain_heads_*.json"))) == 1
+
+    with engine.begin() as connection:  # an attacker cuts the newest record off
+        connection.execute(text("DROP TRIGGER audit_records_no_delete"))
+        connection.execute(text("DELETE FROM audit_records WHERE seq = (SELECT max(seq) FROM audit_records)"))
+    failed = dg.materialize([audit_chain_heads], resources=resources, raise_on_error=False)
+    assert not failed.success
+    verify = CliRunner().invoke(app, ["audit", "verify"], env={"AGENTPROVISION_DATABASE_URL": url})
+    assert verify.exit_code == 3 and "cut off the end" in verify.output

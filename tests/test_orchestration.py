@@ -20,6 +20,7 @@ def test_definitions_snapshot() -> None:
     asset_keys = sorted(key.to_user_string() for key in repository.asset_graph.get_all_asset_keys())
     # Schema-prefixed, never database-prefixed (DuckDB names its database after the file).
     assert asset_keys == [
+        "audit_chain_heads",
         "marts/dim_agents",
         "marts/dim_departments",
         "marts/dim_models",
@@ -47,8 +48,11 @@ def test_definitions_snapshot() -> None:
         "staging/stg_ops__tenants",
         "staging/stg_ops__users",
     ]
-    assert sorted(job.name for job in repository.get_all_jobs() if not job.name.startswith("__")) == ["full_pass"]
-    assert [s.name for s in repository.schedule_defs] == ["full_pass_every_15_minutes"]
+    assert sorted(job.name for job in repository.get_all_jobs() if not job.name.startswith("__")) == [
+        "audit_heads",
+        "full_pass",
+    ]
+    assert sorted(s.name for s in repository.schedule_defs) == ["audit_heads_daily", "full_pass_every_15_minutes"]
 
 
 def test_dbt_sources_are_fed_by_the_ingestion_asset() -> None:

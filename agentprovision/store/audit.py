@@ -13,6 +13,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import select, text
@@ -153,3 +154,21 @@ def verify_chain(
                 "an exported chain head is missing or changed (records were cut off the end)",
             )
     return VerifyResult(True, count, len(last))
+
+
+def export_heads(session: Session, directory: Path) -> Path:
+    """Write every chain's head to a new timestamped file; later verifications anchor on these files."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    target = directory / f"chain_heads_{stamp}.json"
+    heads = {chain: {"seq": seq, "hash": digest} for chain, (seq, digest) in chain_heads(session).items()}
+    target.write_text(json.dumps(heads, indent=2, sort_keys=True))
+    return target
+
+
+def latest_exported_heads(directory: Path) -> dict[str, tuple[int, str]] | None:
+    exports = sorted(directory.glob("chain_heads_*.json"))
+    if not exports:
+        return None
+    data = json.loads(exports[-1].read_text())
+    return {chain: (head["seq"], head["hash"]) for chain, head in data.items()}
