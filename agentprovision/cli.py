@@ -18,6 +18,7 @@ from agentprovision import apply as config_apply
 from agentprovision.config import ConfigIssue, load_config_dir
 from agentprovision.settings import Settings, current_actor, load_settings
 from agentprovision.store.db import make_engine, migrate, session_factory, transaction
+from connectors.cli import connectors_app, webhooks_app
 from governance.cli import audit_app, compliance_app, secrets_app
 
 EXIT_INVALID = 2
@@ -31,6 +32,8 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Config versions: history and rollback.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+app.add_typer(connectors_app, name="connectors")
+app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(audit_app, name="audit")
 app.add_typer(compliance_app, name="compliance")

@@ -1,22 +1,28 @@
-"""The built-in connector kinds, as plain data published through entry points (see pyproject.toml)."""
+"""The built-in connector kinds. They are published through the entry-point group
+`agentprovision.connectors` in pyproject.toml, exactly like third-party connectors, and looked up
+through `connectors.registry`; this mapping exists for documentation and the conformance tests.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from connectors.docs import DocsConnector
+from connectors.files import FilesConnector
+from connectors.github import GithubConnector
+from connectors.jira import JiraConnector
+from connectors.rest import RestConnector
+from connectors.sdk import Connector
+from connectors.slack import SlackConnector
+from connectors.sql import SqlConnector
 
-
-@dataclass(frozen=True)
-class ConnectorKind:
-    name: str
-    description: str
-    streams: tuple[str, ...]
-    actions: tuple[str, ...] = ()
-
-
-FILES = ConnectorKind("files", "CSV, JSON lines and Parquet files from a directory.", ("files",))
-SQL = ConnectorKind("sql", "Any SQLAlchemy database, incremental on a cursor column.", ("tables",))
-REST = ConnectorKind("rest", "A generic paginated REST API.", ("records",))
-GITHUB = ConnectorKind("github", "GitHub issues and pull requests.", ("issues", "pull_requests"), ("create_issue",))
-JIRA = ConnectorKind("jira", "Jira issues.", ("issues",), ("create_issue",))
-SLACK = ConnectorKind("slack", "Slack channels.", ("messages",), ("post_message",))
-DOCS = ConnectorKind("docs", "Markdown documentation feeding the knowledge base.", ("documents",))
+BUILT_IN: dict[str, type[Connector]] = {
+    cls.kind: cls
+    for cls in (
+        FilesConnector,
+        SqlConnector,
+        RestConnector,
+        GithubConnector,
+        JiraConnector,
+        SlackConnector,
+        DocsConnector,
+    )
+}

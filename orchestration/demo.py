@@ -13,12 +13,15 @@ import sys
 import time
 
 import duckdb
+from sqlalchemy import Engine
 
 from agentprovision.apply import apply_config
 from agentprovision.config import load_config_dir
 from agentprovision.serve import server_environment
 from agentprovision.settings import Settings
 from agentprovision.store.db import make_engine, migrate, session_factory, transaction
+from connectors.errors import ConnectorError
+from connectors.sync import SyncOptions, sync_all
 
 SEED_ACTOR = "agentprovision-demo"
 
@@ -47,6 +50,7 @@ def run_pass(settings: Settings) -> int:
             session, result.config, actor=SEED_ACTOR, source=str(settings.config_dir), channel="demo"
         )
     print(f"config: {'applied as version ' + str(applied.version) if applied.changed else 'unchanged'}")
+    print(sync_local_integrations(engine, settings))
 
     # Imported here so that loading definitions (which parses nothing, but builds resources from
     # the environment) happens after the environment above is in place.
@@ -75,6 +79,22 @@ def run_pass(settings: Settings) -> int:
     print(f"pipeline: run {outcome.run_id} succeeded")
     print(summary(settings))
     return 0
+
+
+def sync_local_integrations(engine: Engine, settings: Settings) -> str:
+    """Sync the integrations that need no network (files, docs), so triggers queue real tasks."""
+    outcomes = sync_all(engine, local_only=True, options=SyncOptions(base_dir=settings.config_dir))
+    failed = [
+        f"{tenant}/{integration}: {outcome}"
+        for tenant, integration, outcome in outcomes
+        if isinstance(outcome, ConnectorError)
+    ]
+    synced = [outcome for _, _, outcome in outcomes if not isinstance(outcome, ConnectorError)]
+    line = (
+        f"integrations: {len(synced)} synced, {sum(r.inserted for r in synced)} new records, "
+        f"{sum(r.tasks_created for r in synced)} tasks queued by triggers"
+    )
+    return line + "".join(f"\n  failed {item}" for item in failed)
 
 
 def summary(settings: Settings) -> str:

@@ -99,9 +99,9 @@ def test_dim_tenants_holds_the_example_tenants_with_counts(warehouse: BuiltWareh
         " integration_count, is_active from marts.dim_tenants order by tenant_id"
     )
     assert rows == [
-        ("acme", "us", "enterprise", 2, 4, 3, 3, 2, True),
-        ("globex", "eu", "enterprise", 2, 4, 3, 3, 2, True),
-        ("initech", "us", "business", 2, 3, 2, 1, 1, True),  # initech-test-planner is a draft
+        ("acme", "us", "enterprise", 2, 4, 3, 3, 3, True),
+        ("globex", "eu", "enterprise", 2, 4, 3, 3, 3, True),
+        ("initech", "us", "business", 2, 3, 2, 1, 2, True),  # initech-test-planner is a draft
     ]
 
 
@@ -166,4 +166,4 @@ def test_compliance_marts_record_the_config_apply(warehouse: BuiltWarehouse) -> 
         "select config_version, versions_to_date, is_rollback, is_current, change_count, audit_record_id"
         " from marts.fct_config_versions"
     )
-    assert versions == [(1, 1, False, True, 44, record_id)]
+    assert versions == [(1, 1, False, True, 47, record_id)]  # every entity of the example config is a change

@@ -134,11 +134,13 @@ def test_demo_runs_the_whole_loop_and_is_safe_to_repeat(tmp_path: Path) -> None:
     first = run_demo(state)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "config: applied as version 1" in first.stdout
+    assert "integrations: 4 synced, 14 new records, 4 tasks queued by triggers" in first.stdout
     assert "warehouse: 3 tenants, 8 agents, 1 audit events" in first.stdout
 
     second = run_demo(state)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "config: unchanged" in second.stdout
+    assert "integrations: 4 synced, 0 new records, 0 tasks queued by triggers" in second.stdout
     assert "warehouse: 3 tenants, 8 agents, 1 audit events" in second.stdout
 
     with duckdb.connect(str(state / "warehouse_published.duckdb"), read_only=True) as con:

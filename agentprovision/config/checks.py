@@ -140,6 +140,12 @@ class CrossChecks:
                     ("model_list", index, "model_info", "tenant"),
                     f"unknown tenant {info.tenant!r}; known tenants: {', '.join(sorted(tenant_ids))}",
                 )
+            if info.sandbox is not None and deployment.provider != "sandbox":
+                self._add(
+                    self.models_source,
+                    ("model_list", index, "model_info", "sandbox"),
+                    f"sandbox settings only apply to sandbox/... deployments; this one uses {deployment.provider!r}",
+                )
             if production and deployment.provider == "sandbox":
                 self._add(
                     self.models_source,
@@ -214,6 +220,7 @@ class CrossChecks:
             first.setdefault(department.id, index)
         self._check_budgets(tenant_file, source)
         self._check_policies(tenant_file, source)
+        self._check_billing(tenant_file, source)
 
         users = {u.id for u in tenant_file.users} | {u.id for u in self.config.platform.users}
         for index, user in enumerate(tenant_file.users):
@@ -270,6 +277,11 @@ class CrossChecks:
                     ("connectors", index, "schedule"),
                     f"{connector.schedule!r} is not a valid cron expression ({CRON_HINT})",
                 )
+        # Each connector kind validates its own settings, hosts and trigger streams.
+        from connectors.config_checks import connector_problems
+
+        for path, message in connector_problems(tenant_file, connector_kinds):
+            self._add(source, path, message)
 
     def _check_budgets(self, tenant_file: TenantFile, source: SourceFile) -> None:
         tenant = tenant_file.tenant
@@ -314,6 +326,16 @@ class CrossChecks:
             if name not in model_names:
                 self._add(
                     source, ("tenant", "policies", "allowed_models", index), self._unknown("model", name, model_names)
+                )
+
+    def _check_billing(self, tenant_file: TenantFile, source: SourceFile) -> None:
+        deployment_ids = {d.model_info.id for d in self.config.models.model_list}
+        for deployment_id in tenant_file.tenant.billing.contract_prices:
+            if deployment_id not in deployment_ids:
+                self._add(
+                    source,
+                    ("tenant", "billing", "contract_prices", deployment_id),
+                    self._unknown("deployment id", deployment_id, deployment_ids),
                 )
 
     @staticmethod

@@ -68,6 +68,24 @@ class Budget(Strict):
 # --- platform.yaml ---------------------------------------------------------------------------
 
 
+class GatewaySettings(Strict):
+    """How the LLM gateway retries, falls back and prices; the defaults suit a hosted provider."""
+
+    num_retries: int = Field(default=2, ge=0, le=10, description="Retries on the same deployment before falling back.")
+    max_fallbacks: int = Field(default=3, ge=0, le=10, description="Other deployments tried after the first.")
+    timeout_seconds: float = Field(default=60, gt=0, le=3600, description="Per-attempt timeout.")
+    cooldown_seconds: float = Field(default=30, ge=0, le=3600, description="How long a failing deployment rests.")
+    allowed_fails: int | None = Field(
+        default=None, ge=0, description="Failures per minute before cooldown; unset uses LiteLLM's failure-rate rule."
+    )
+    markup_percent: Decimal = Field(
+        default=Decimal(0), ge=0, le=1000, description="Added to the provider cost for every tenant without its own."
+    )
+    stale_reservation_minutes: int = Field(
+        default=30, ge=1, description="Budget reservations older than this are released (their process died)."
+    )
+
+
 class PlatformSettings(Strict):
     environment: Literal["dev", "production"]
     # Where the platform keeps its state, and which stores it uses, come from the environment so the
@@ -78,6 +96,7 @@ class PlatformSettings(Strict):
     default_region: Region
     regions: list[Region] = Field(min_length=1)
     budget: Budget | None = None
+    gateway: GatewaySettings = GatewaySettings()
 
     @model_validator(mode="after")
     def default_region_listed(self) -> PlatformSettings:
@@ -132,7 +151,26 @@ class ContractPrice(Strict):
 
     input_per_mtok_usd: Usd
     output_per_mtok_usd: Usd
-    cached_input_per_mtok_usd: Usd | None = None
+    cached_input_per_mtok_usd: Usd | None = Field(default=None, description="Unset: cached input at the input price.")
+    reasoning_per_mtok_usd: Usd | None = Field(default=None, description="Unset: reasoning at the output price.")
+
+
+class SandboxSettings(Strict):
+    """Behaviour of a sandbox deployment: latency and injected faults, so fallbacks can be shown offline."""
+
+    latency_ms: int = Field(default=0, ge=0, le=60_000)
+    error_rate: float = Field(default=0, ge=0, le=1, description="Share of attempts answered with a 500.")
+    rate_limit_rate: float = Field(default=0, ge=0, le=1, description="Share answered with a 429.")
+    retry_after_seconds: int = Field(default=1, ge=0, le=60, description="Retry-After sent with each 429.")
+    timeout_rate: float = Field(default=0, ge=0, le=1, description="Share that hang until the call times out.")
+    seed: int | None = Field(default=None, description="Fixes the fault sequence; unset draws a fresh one.")
+
+    @model_validator(mode="after")
+    def rates_fit(self) -> SandboxSettings:
+        total = self.error_rate + self.rate_limit_rate + self.timeout_rate
+        if total > 1:
+            raise ValueError(f"error_rate + rate_limit_rate + timeout_rate is {total:g}; together they cannot pass 1")
+        return self
 
 
 class ModelInfo(Strict):
@@ -142,6 +180,7 @@ class ModelInfo(Strict):
     context_window: int = Field(gt=0)
     contract_price: ContractPrice | None = None
     tenant: Slug | None = Field(default=None, description="Set for a tenant's own fine-tuned model.")
+    sandbox: SandboxSettings | None = Field(default=None, description="Only for sandbox/... deployments.")
     # Keys LiteLLM itself reads from model_info, kept so a pasted LiteLLM config still validates.
     base_model: str | None = None
     mode: str | None = None
@@ -176,8 +215,28 @@ class TenantPolicies(Strict):
         default=None, description="model_name values this tenant may use; unset means every model in its region."
     )
     pii: Literal["mask", "block", "allow"] = "mask"
+    secrets: Literal["mask", "block"] = Field(
+        default="mask", description="Keys, tokens and private keys never reach a provider as they are."
+    )
+    scan_output: bool = Field(default=True, description="Scan model output with the same rules as the prompt.")
     store_prompts: bool = False
     retention_days: int = Field(default=365, ge=1, le=3650)
+
+
+class RateLimits(Strict):
+    """Requests and tokens (prompt plus completion) per minute, counted across every process."""
+
+    rpm: int | None = Field(default=None, gt=0)
+    tpm: int | None = Field(default=None, gt=0)
+
+
+class TenantBilling(Strict):
+    """What the platform charges this tenant: a markup on provider cost, or its own contract prices."""
+
+    markup_percent: Decimal | None = Field(default=None, ge=0, le=1000, description="Unset: the platform markup.")
+    contract_prices: dict[Slug, ContractPrice] = Field(
+        default_factory=dict, description="Per deployment id; replaces the deployment's price for this tenant."
+    )
 
 
 class Tenant(Strict):
@@ -189,6 +248,8 @@ class Tenant(Strict):
     departments: list[Department] = Field(min_length=1)
     budget: Budget
     policies: TenantPolicies = TenantPolicies()
+    rate_limits: RateLimits = RateLimits()
+    billing: TenantBilling = TenantBilling()
 
 
 class ModelRequirements(Strict):
@@ -202,14 +263,20 @@ class AgentLimits(Strict):
     max_tokens: int = Field(default=20_000, ge=100)
     max_wall_seconds: int = Field(default=300, ge=1, le=86_400)
     max_concurrent_tasks: int = Field(default=2, ge=1, le=100)
+    rpm: int | None = Field(default=None, gt=0, description="Model calls per minute for this agent.")
+    tpm: int | None = Field(default=None, gt=0, description="Model tokens per minute for this agent.")
 
 
 class EventTrigger(Strict):
+    """Turn each new record of an integration's stream that matches into a task for this agent (once per record)."""
+
     connector: Slug
     stream: str = Field(min_length=1)
     match: dict[str, str | int | bool | list[str]] = Field(
-        default_factory=dict, description="Field equality (or list membership) a new record must satisfy."
+        default_factory=dict,
+        description="Field equality (or list membership) a new record must satisfy; dotted paths reach nested fields.",
     )
+    instructions: str | None = Field(default=None, description="What the agent should do with the record.")
 
 
 class Agent(Strict):
@@ -237,13 +304,23 @@ class Agent(Strict):
         return tools
 
 
+HostPattern = Annotated[
+    str, StringConstraints(pattern=r"^(\*\.)?[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?$|^\[[0-9a-f:]+\](:\d{1,5})?$")
+]
+
+
 class Connector(Strict):
+    """An integration: one configured instance of a connector kind (see docs/integrations.md)."""
+
     id: Slug
     kind: str = Field(min_length=1)
-    settings: dict[str, Any] = Field(default_factory=dict)
+    settings: dict[str, Any] = Field(default_factory=dict, description="The kind's own settings; validated by it.")
     credential: SecretRef | None = None
     schedule: str | None = None
-    allowed_hosts: list[str] = Field(default_factory=list)
+    allowed_hosts: list[HostPattern] = Field(
+        default_factory=list,
+        description="Hosts the integration may contact: host, host:port or *.suffix; nothing else is reachable.",
+    )
 
 
 class TenantFile(Strict):

@@ -1,10 +1,10 @@
-"""Row-level security on every tenant-owned table, and the roles the application connects as.
+"""Merge the migration branches; row-level security on every tenant-owned table, and the app roles.
 
 PostgreSQL only; SQLite relies on governance.tenancy.tenant_session. Tables added later must call
 `enable_tenant_rls` in their own migration; tests/test_tenancy.py checks the catalog for any miss.
 
 Revision ID: 0005_tenant_rls
-Revises: 0004_audit_append_only
+Revises: 0002_gateway, 0003_connectors, 0004_audit_append_only
 """
 
 from collections.abc import Sequence
@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0005_tenant_rls"
-down_revision: str | Sequence[str] | None = "0004_audit_append_only"
+# Runs after every branch, so the catalog scan below sees every tenant-owned table.
+down_revision: str | Sequence[str] | None = ("0002_gateway", "0003_connectors", "0004_audit_append_only")
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

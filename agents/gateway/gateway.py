@@ -1,0 +1,611 @@
+"""The one entry point for model calls: route -> guardrails -> admission -> LiteLLM Router -> settle.
+
+`Gateway.complete` (sync) and `Gateway.acomplete` (async) run the same steps; only the Router
+call differs. Every refusal is a GatewayError with a readable message and a policy event; every
+attempt the Router makes is one usage event, failed attempts and fallbacks included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import litellm
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from agentprovision.config.schema import AdminConfig, Agent, ModelRequirements, TenantFile
+from agentprovision.events import EventWriter, PlatformEvent
+from agentprovision.store.db import session_factory, transaction
+from agents.gateway import guardrails, telemetry
+from agents.gateway.attempts import CURRENT, Attempt, AttemptLog, RecordingRouter
+from agents.gateway.budgets import BudgetLedger, BudgetScope, Crossing, budget_scopes
+from agents.gateway.catalogue import Deployment, SecretResolver, build_catalogue, markup_for
+from agents.gateway.errors import (
+    BudgetExceeded,
+    GatewayError,
+    GuardrailBlocked,
+    ProviderFailed,
+    RateLimited,
+    UnknownScope,
+)
+from agents.gateway.pricing import TokenUsage, cost, worst_case
+from agents.gateway.ratelimits import Admission, RateLimiter, RateScope, rate_scopes
+from agents.gateway.routing import RouteDecision, route
+from agents.gateway.sandbox import TOKENIZER_MODEL
+from agents.gateway.sandbox import register as register_sandbox
+
+T = TypeVar("T")
+
+# Our token count (LiteLLM's bundled tokenizer) can differ from a provider's; reserving a little
+# more than we counted keeps the budget guarantee when the provider counts higher.
+PROMPT_TOKEN_MARGIN = 1.10
+
+
+@dataclass(frozen=True)
+class CompletionRequest:
+    """What an agent asks for. Requirements and department default to the agent's config."""
+
+    tenant_id: str
+    agent_id: str
+    messages: list[dict[str, Any]]
+    department_id: str | None = None
+    run_id: str | None = None
+    trace_id: str | None = None
+    requirements: ModelRequirements | None = None
+    model: str | None = None  # a model_name; must be allowed for the tenant. Usually left to routing.
+    tools: list[dict[str, Any]] | None = None  # OpenAI tool format
+    tool_choice: str | dict[str, Any] | None = None
+    max_tokens: int = 1024
+    temperature: float | None = None
+
+
+@dataclass(frozen=True)
+class CompletionResult:
+    message: dict[str, Any]  # OpenAI assistant message: role, content, tool_calls
+    finish_reason: str | None
+    call_id: str
+    trace_id: str
+    deployment_id: str
+    model_name: str
+    provider: str
+    region: str
+    sandbox: bool
+    usage: TokenUsage
+    cost_usd: Decimal
+    attempts: int
+    fallback_depth: int
+    guardrails: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def content(self) -> str | None:
+        return self.message.get("content")
+
+    @property
+    def tool_calls(self) -> list[dict[str, Any]]:
+        return list(self.message.get("tool_calls") or [])
+
+
+@dataclass
+class _Call:
+    """Everything decided before the Router is called, and carried to settlement."""
+
+    request: CompletionRequest
+    call_id: str
+    trace_id: str
+    tenant_file: TenantFile
+    agent: Agent | None
+    department_id: str
+    requirements: ModelRequirements
+    prompt_scan: guardrails.ScanOutcome
+    prompt_tokens: int
+    decision: RouteDecision
+    budget_scopes: list[BudgetScope]
+    rate_scopes: list[RateScope]
+    markup: Decimal
+    reserved_usd: Decimal = Decimal(0)
+    reservation_id: str | None = None
+    admission: Admission | None = None
+    log: AttemptLog = field(default_factory=AttemptLog)
+
+    @property
+    def tenant_id(self) -> str:
+        return self.tenant_file.tenant.id
+
+
+class Gateway:
+    def __init__(
+        self,
+        config: AdminConfig,
+        engine: Engine,
+        *,
+        events: EventWriter | None = None,
+        resolve_secret: SecretResolver | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ):
+        self.config = config
+        self.settings = config.platform.platform.gateway
+        self.catalogue = build_catalogue(config, resolve_secret)
+        self._by_id = {d.id: d for d in self.catalogue}
+        self._tenants = {t.tenant.id: t for t in config.tenants}
+        self._sessions = session_factory(engine)
+        self.events = events or EventWriter(engine)
+        self._owns_events = events is None
+        self._clock = clock
+        self.budgets = BudgetLedger()
+        self.rates = RateLimiter()
+        if any(d.is_sandbox for d in self.catalogue):
+            register_sandbox()
+        litellm.suppress_debug_info = True
+        self.router = RecordingRouter(
+            model_list=[self._router_entry(d) for d in self.catalogue],
+            num_retries=self.settings.num_retries,
+            max_fallbacks=self.settings.max_fallbacks,
+            timeout=self.settings.timeout_seconds,
+            cooldown_time=self.settings.cooldown_seconds,
+            allowed_fails=self.settings.allowed_fails,
+            disable_cooldowns=self.settings.cooldown_seconds == 0,
+        )
+
+    # --- public entry points ---------------------------------------------------------------------
+
+    def complete(self, request: CompletionRequest) -> CompletionResult:
+        with telemetry.tracer().start_as_current_span("chat") as span:
+            call = self._prepare(request, span)
+            self._admit(call, span)
+            try:
+                response = self._invoke(call, lambda kwargs: self.router.completion(**kwargs))
+            except BaseException as error:
+                failure = self._fail(call, error, span)
+                if isinstance(error, Exception):
+                    raise failure from error
+                raise
+            return self._finish(call, response, span)
+
+    async def acomplete(self, request: CompletionRequest) -> CompletionResult:
+        # Database work runs in a worker thread so a slow lock never stalls the event loop.
+        with telemetry.tracer().start_as_current_span("chat") as span:
+            call = await asyncio.to_thread(self._prepare, request, span)
+            await asyncio.to_thread(self._admit, call, span)
+            try:
+                response = await self._ainvoke(call)
+            except BaseException as error:
+                failure = await asyncio.to_thread(self._fail, call, error, span)
+                if isinstance(error, Exception):
+                    raise failure from error
+                raise
+            return await asyncio.to_thread(self._finish, call, response, span)
+
+    def release_stale_reservations(self) -> int:
+        with transaction(self._sessions) as session:
+            return self.budgets.release_stale(
+                session, timedelta(minutes=self.settings.stale_reservation_minutes), self._clock()
+            )
+
+    def flush(self) -> int:
+        return self.events.flush()
+
+    def close(self) -> None:
+        self.events.flush()
+
+    # --- steps -----------------------------------------------------------------------------------
+
+    def _prepare(self, request: CompletionRequest, span: Any) -> _Call:
+        """Resolve who is calling, scan the prompt and route. Raises before anything is reserved."""
+        call_id = str(uuid.uuid4())
+        trace_id = request.trace_id or _span_trace_id(span) or call_id
+        tenant_file, agent, department_id = self._resolve(request)
+        requirements = request.requirements or (agent.requirements if agent else ModelRequirements())
+        span.update_name(f"chat {request.model or requirements.tier}")
+        span.set_attributes(
+            telemetry.start_attributes(
+                request.model or requirements.tier,
+                request.max_tokens,
+                tenant_file.tenant.id,
+                request.agent_id,
+                request.run_id,
+            )
+        )
+        base = {"call_id": call_id, "trace_id": trace_id, "department_id": department_id}
+        tenant = tenant_file.tenant
+
+        scan = guardrails.scan_messages(request.messages, tenant.policies, "prompt")
+        self._policy(request, tenant.id, "guardrail", {**base, **scan.summary(), "reason": _scan_reason(scan, tenant)})
+        if scan.action == "blocked":
+            error = GuardrailBlocked("prompt", scan.kinds)
+            telemetry.record_error(span, error, error.reason)
+            raise error
+
+        prompt_tokens = litellm.token_counter(model=TOKENIZER_MODEL, messages=scan.messages, tools=request.tools)
+        try:
+            decision = route(
+                self.catalogue,
+                tenant,
+                requirements,
+                prompt_tokens,
+                request.max_tokens,
+                self.settings.max_fallbacks,
+                request.model,
+            )
+        except GatewayError as error:
+            self._policy(request, tenant.id, "route", {**base, "decision": "refused", "reason": str(error)})
+            telemetry.record_error(span, error, error.reason)
+            raise
+        self._policy(
+            request,
+            tenant.id,
+            "route",
+            {
+                **base,
+                "decision": "routed",
+                "reason": decision.reason(),
+                "model_requested": request.model,
+                "requirements": requirements.model_dump(mode="json"),
+                "region": tenant.region,
+                "chain": [c.deployment.id for c in decision.chain],
+                "rejected": decision.rejected,
+            },
+        )
+        return _Call(
+            request=request,
+            call_id=call_id,
+            trace_id=trace_id,
+            tenant_file=tenant_file,
+            agent=agent,
+            department_id=department_id,
+            requirements=requirements,
+            prompt_scan=scan,
+            prompt_tokens=prompt_tokens,
+            decision=decision,
+            budget_scopes=budget_scopes(self.config, tenant_file, department_id, request.agent_id),
+            rate_scopes=rate_scopes(tenant, request.agent_id, agent.limits if agent else None),
+            markup=markup_for(self.config, tenant),
+        )
+
+    def _admit(self, call: _Call, span: Any) -> None:
+        """Rate limits and the budget reservation, in one transaction: both hold or neither does."""
+        tenant = call.tenant_file.tenant
+        reserve_tokens = math.ceil(call.prompt_tokens * PROMPT_TOKEN_MARGIN)
+        # Any deployment in the chain may end up answering, so reserve for the dearest of them.
+        call.reserved_usd = max(
+            worst_case(d.price_for(tenant), reserve_tokens, call.request.max_tokens, call.markup)
+            for d in call.decision.deployments
+        )
+        now = self._clock()
+        base = {"call_id": call.call_id, "trace_id": call.trace_id, "department_id": call.department_id}
+        try:
+            with transaction(self._sessions) as session:
+                call.admission = self.rates.admit(
+                    session, call.rate_scopes, reserve_tokens + call.request.max_tokens, now.timestamp()
+                )
+                call.reservation_id = self.budgets.reserve(
+                    session,
+                    call.budget_scopes,
+                    call.reserved_usd,
+                    tenant_id=tenant.id,
+                    department_id=call.department_id,
+                    agent_id=call.request.agent_id,
+                    run_id=call.request.run_id,
+                    now=now,
+                )
+        except RateLimited as error:
+            self._policy(
+                call.request,
+                tenant.id,
+                "rate_limit",
+                {
+                    **base,
+                    "decision": "refused",
+                    "reason": str(error),
+                    "scope": error.scope,
+                    "limit_kind": error.kind,
+                    "limit": error.limit,
+                    "retry_after_s": round(error.retry_after, 2),
+                },
+            )
+            telemetry.record_error(span, error, error.reason)
+            raise
+        except BudgetExceeded as error:
+            self._policy(
+                call.request,
+                tenant.id,
+                "budget",
+                {
+                    **base,
+                    "decision": "refused",
+                    "reason": str(error),
+                    "level": error.level,
+                    "scope": error.scope,
+                    "limit_usd": str(error.limit),
+                    "committed_usd": str(error.committed),
+                    "needed_usd": str(error.needed),
+                },
+            )
+            with transaction(self._sessions) as session:
+                crossings = self.budgets.note_refusal(session, error, call.budget_scopes, now)
+            self._alerts(call, crossings)
+            telemetry.record_error(span, error, error.reason)
+            raise
+        self._policy(
+            call.request,
+            tenant.id,
+            "budget",
+            {
+                **base,
+                "decision": "reserved",
+                "reason": "within every budget",
+                "reserved_usd": str(call.reserved_usd),
+                "scopes": [s.scope for s in call.budget_scopes],
+            },
+        )
+
+    def _router_kwargs(self, call: _Call) -> dict[str, Any]:
+        chain = call.decision.deployments
+        primary = chain[0]
+        bigger = [d.id for d in chain[1:] if d.context_window > primary.context_window]
+        kwargs: dict[str, Any] = {
+            "model": primary.id,
+            "messages": call.prompt_scan.messages,
+            "max_tokens": call.request.max_tokens,
+            # Only deployments the routing step accepted: residency and allow-lists hold in fallbacks.
+            "fallbacks": [{primary.id: [d.id for d in chain[1:]]}],
+            "context_window_fallbacks": [{primary.id: bigger}] if bigger else None,
+        }
+        if call.request.tools:
+            kwargs["tools"] = call.request.tools
+            # LiteLLM checks tool lists for its proxy's MCP tools, which imports the optional `mcp`
+            # package; the gateway never uses MCP tools through LiteLLM.
+            kwargs["_skip_mcp_handler"] = True
+        if call.request.tool_choice is not None:
+            kwargs["tool_choice"] = call.request.tool_choice
+        if call.request.temperature is not None:
+            kwargs["temperature"] = call.request.temperature
+        return kwargs
+
+    def _invoke(self, call: _Call, send: Callable[[dict[str, Any]], T]) -> T:
+        token = CURRENT.set(call.log)
+        try:
+            return send(self._router_kwargs(call))
+        finally:
+            CURRENT.reset(token)
+
+    async def _ainvoke(self, call: _Call) -> Any:
+        token = CURRENT.set(call.log)
+        try:
+            return await self.router.acompletion(**self._router_kwargs(call))
+        finally:
+            CURRENT.reset(token)
+
+    def _finish(self, call: _Call, response: Any, span: Any) -> CompletionResult:
+        tenant = call.tenant_file.tenant
+        answered = next((a for a in reversed(call.log.attempts) if a.ok), None)
+        deployment = self._by_id[answered.deployment_id] if answered else call.decision.primary
+        usage = TokenUsage.from_response_usage(getattr(response, "usage", None))
+        charged = cost(deployment.price_for(tenant), usage, call.markup)
+        now = self._clock()
+        with transaction(self._sessions) as session:
+            crossings = self._settle(session, call, charged, usage, now)
+        self._alerts(call, crossings)
+
+        choice = response.choices[0]
+        message = _message_dict(choice.message)
+        out_scan = guardrails.ScanOutcome("output", "clean")
+        if tenant.policies.scan_output:
+            out_scan = guardrails.scan_messages([message], tenant.policies, "output")
+            self._policy(
+                call.request,
+                tenant.id,
+                "guardrail",
+                {
+                    "call_id": call.call_id,
+                    "trace_id": call.trace_id,
+                    "department_id": call.department_id,
+                    **out_scan.summary(),
+                    "reason": _scan_reason(out_scan, tenant),
+                },
+            )
+            message = out_scan.messages[0]
+        summary = {"prompt": call.prompt_scan.summary(), "output": out_scan.summary()}
+        fallback_depth = self._depth(call, deployment.id)
+        self._usage_events(call, summary, final=(answered, usage, charged))
+        telemetry.record_result(
+            span,
+            provider=deployment.provider,
+            deployment_id=deployment.id,
+            response_model=deployment.model,
+            response_id=getattr(response, "id", None),
+            finish_reason=choice.finish_reason,
+            input_tokens=usage.prompt,
+            output_tokens=usage.completion,
+            cached_tokens=usage.cached,
+            reasoning_tokens=usage.reasoning,
+            cost_usd=float(charged),
+            attempts=len(call.log.sent),
+            fallback_depth=fallback_depth,
+            sandbox=deployment.is_sandbox,
+        )
+        if tenant.policies.store_prompts:
+            telemetry.record_text(
+                span,
+                guardrails.masked_for_storage(call.prompt_scan.messages),
+                guardrails.masked_for_storage([message])[0],
+            )
+        if out_scan.action == "blocked":
+            error = GuardrailBlocked("output", out_scan.kinds)
+            telemetry.record_error(span, error, error.reason)
+            raise error  # the call is already settled: the tokens were spent
+        return CompletionResult(
+            message=message,
+            finish_reason=choice.finish_reason,
+            call_id=call.call_id,
+            trace_id=call.trace_id,
+            deployment_id=deployment.id,
+            model_name=deployment.model_name,
+            provider=deployment.provider,
+            region=tenant.region,
+            sandbox=deployment.is_sandbox,
+            usage=usage,
+            cost_usd=charged,
+            attempts=len(call.log.sent),
+            fallback_depth=fallback_depth,
+            guardrails=summary,
+        )
+
+    def _settle(
+        self, session: Session, call: _Call, charged: Decimal, usage: TokenUsage, now: datetime
+    ) -> list[Crossing]:
+        if call.admission is not None:
+            self.rates.correct(session, call.admission, usage.prompt + usage.completion)
+        if call.reservation_id is None:
+            return []
+        return self.budgets.settle(session, call.reservation_id, charged, call.budget_scopes, now)
+
+    def _fail(self, call: _Call, error: BaseException, span: Any) -> ProviderFailed:
+        """Release what the failed call held, record its attempts, and describe the failure."""
+        with transaction(self._sessions) as session:
+            if call.reservation_id is not None:
+                self.budgets.release(session, call.reservation_id, self._clock())
+            if call.admission is not None:
+                # Failed attempts used no tokens we can know of; the request itself still counts.
+                self.rates.correct(session, call.admission, 0)
+        self._usage_events(call, {"prompt": call.prompt_scan.summary()}, final=None)
+        failure = ProviderFailed(len(call.log.sent), type(error).__name__, _short(error))
+        telemetry.record_error(span, error, failure.reason)
+        return failure
+
+    # --- events ----------------------------------------------------------------------------------
+
+    def _usage_events(
+        self, call: _Call, guardrail_summary: dict[str, Any], final: tuple[Attempt | None, TokenUsage, Decimal] | None
+    ) -> None:
+        tenant = call.tenant_file.tenant
+        store_prompt = tenant.policies.store_prompts
+        for number, attempt in enumerate(call.log.attempts, start=1):
+            deployment = self._by_id.get(attempt.deployment_id)
+            answered = final is not None and attempt is final[0]
+            usage, charged = (final[1], final[2]) if answered and final else (TokenUsage(), Decimal(0))
+            payload: dict[str, Any] = {
+                "call_id": call.call_id,
+                "trace_id": call.trace_id,
+                "department_id": call.department_id,
+                "attempt": number,
+                "model_requested": call.request.model or f"tier:{call.requirements.tier}",
+                "deployment_id": attempt.deployment_id,
+                "model_name": deployment.model_name if deployment else None,
+                "provider": deployment.provider if deployment else None,
+                "region": tenant.region,
+                "sandbox": bool(deployment and deployment.is_sandbox),
+                "prompt_tokens": usage.prompt,
+                "completion_tokens": usage.completion,
+                "cached_tokens": usage.cached,
+                "reasoning_tokens": usage.reasoning,
+                "cost_usd": str(charged),
+                "latency_ms": round(attempt.latency_ms, 2),
+                "status": "ok" if attempt.ok else ("skipped" if not attempt.sent else "error"),
+                "error_class": attempt.error_class,
+                "fallback_depth": self._depth(call, attempt.deployment_id),
+                "guardrails": guardrail_summary,
+            }
+            if answered and store_prompt:
+                payload["prompt"] = guardrails.masked_for_storage(call.prompt_scan.messages)
+            self._emit(call.request, tenant.id, "usage", "model_call", payload)
+
+    def _policy(self, request: CompletionRequest, tenant_id: str, name: str, payload: dict[str, Any]) -> None:
+        self._emit(request, tenant_id, "policy", name, payload)
+
+    def _alerts(self, call: _Call, crossings: list[Crossing]) -> None:
+        for crossing in crossings:
+            self._emit(
+                call.request,
+                crossing.tenant_id,
+                "alert",
+                crossing.kind,
+                {
+                    "level": crossing.level,
+                    "scope": crossing.scope,
+                    "month": crossing.month,
+                    "threshold_usd": str(crossing.threshold),
+                    "committed_usd": str(crossing.committed),
+                    "call_id": call.call_id,
+                },
+            )
+
+    def _emit(
+        self, request: CompletionRequest, tenant_id: str | None, kind: Any, name: str, payload: dict[str, Any]
+    ) -> None:
+        self.events.emit(
+            PlatformEvent(
+                tenant_id=tenant_id,
+                kind=kind,
+                name=name,
+                agent_id=request.agent_id,
+                run_id=request.run_id,
+                payload=payload,
+            )
+        )
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    def _resolve(self, request: CompletionRequest) -> tuple[TenantFile, Agent | None, str]:
+        tenant_file = self._tenants.get(request.tenant_id)
+        if tenant_file is None:
+            raise UnknownScope(f"unknown tenant {request.tenant_id!r}")
+        agent = next((a for a in tenant_file.agents if a.id == request.agent_id), None)
+        if agent is None:
+            raise UnknownScope(f"agent {request.agent_id!r} is not an agent of tenant {request.tenant_id!r}")
+        department_id = request.department_id or agent.department
+        if department_id not in {d.id for d in tenant_file.tenant.departments}:
+            raise UnknownScope(f"department {department_id!r} is not a department of tenant {request.tenant_id!r}")
+        return tenant_file, agent, department_id
+
+    @staticmethod
+    def _depth(call: _Call, deployment_id: str) -> int:
+        ids = [d.id for d in call.decision.deployments]
+        return ids.index(deployment_id) if deployment_id in ids else -1
+
+    def _router_entry(self, deployment: Deployment) -> dict[str, Any]:
+        params = dict(deployment.litellm_params)
+        params.setdefault("timeout", self.settings.timeout_seconds)
+        # One model group per deployment: the Router's retries and cooldowns then act on exactly
+        # one deployment, and the fallback chain (built per call) decides where a call may go next.
+        return {"model_name": deployment.id, "litellm_params": params, "model_info": {"id": deployment.id}}
+
+
+def _message_dict(message: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": "assistant", "content": getattr(message, "content", None)}
+    tool_calls = getattr(message, "tool_calls", None)
+    if tool_calls:
+        out["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.function.name, "arguments": call.function.arguments},
+            }
+            for call in tool_calls
+        ]
+    return out
+
+
+def _scan_reason(scan: guardrails.ScanOutcome, tenant: Any) -> str:
+    if scan.action == "clean":
+        return "nothing found"
+    found = ", ".join(f"{n} {k}" for k, n in sorted(scan.counts.items()))
+    policy = f"pii={tenant.policies.pii}, secrets={tenant.policies.secrets}"
+    return f"found {found}; tenant policy {policy}"
+
+
+def _span_trace_id(span: Any) -> str | None:
+    context = span.get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else None
+
+
+def _short(error: BaseException) -> str:
+    """The first line of a provider error, bounded: enough to act on, never a request body."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return text[:300]
