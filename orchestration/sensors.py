@@ -9,6 +9,7 @@ from sqlalchemy import select
 from agentprovision.store.db import session_factory, transaction
 from agentprovision.store.models import Tenant
 from agentprovision.tasks import due_schedules, queue_task
+from connectors.alerts import route_alerts
 from orchestration.partitions import tenant_partitions
 from orchestration.resources import OpsStoreResource
 
@@ -57,3 +58,14 @@ def agent_schedules_sensor(context: dg.SensorEvaluationContext, ops_store: OpsSt
     context.update_cursor(now.isoformat())
     # Runs are launched by the dispatch sensor from the queue, not from here.
     return dg.SkipReason(f"queued {queued} scheduled task(s) since {since:%Y-%m-%d %H:%M:%S} UTC")
+
+
+@dg.sensor(minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
+def alert_delivery_sensor(context: dg.SensorEvaluationContext, ops_store: OpsStoreResource):
+    """Deliver new alert events (budget thresholds, ...) to the webhook channels that subscribed."""
+    report = route_alerts(ops_store.engine, int(context.cursor or 0))
+    context.update_cursor(str(report.cursor))
+    return dg.SkipReason(
+        f"alerts up to event {report.cursor}: {report.delivered} delivered, {report.dead} dead-lettered, "
+        f"{report.skipped} for channel kinds not sent yet"
+    )

@@ -53,7 +53,11 @@ def test_definitions_snapshot() -> None:
         "full_pass",
     ]
     assert sorted(s.name for s in repository.schedule_defs) == ["audit_heads_daily", "full_pass_every_15_minutes"]
-    assert sorted(s.name for s in repository.sensor_defs) == ["agent_schedules_sensor", "tenant_partitions_sensor"]
+    assert sorted(s.name for s in repository.sensor_defs) == [
+        "agent_schedules_sensor",
+        "alert_delivery_sensor",
+        "tenant_partitions_sensor",
+    ]
 
 
 def test_dbt_sources_are_fed_by_the_ingestion_asset() -> None:

@@ -171,3 +171,37 @@ def test_cli_replay_end_to_end(tmp_path, receiver: Receiver, monkeypatch: pytest
     assert result.exit_code == 0 and "delivered" in result.output, result.output
     missing = runner.invoke(app, ["webhooks", "replay", "no-such-id"])
     assert missing.exit_code == 1 and "is not a dead letter" in missing.output and "Traceback" not in missing.output
+
+
+def test_alert_events_reach_subscribed_channels_once(
+    store: Engine, httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agentprovision.apply import apply_config
+    from agentprovision.config import load_config_dir
+    from agentprovision.events import PlatformEvent, write_events
+    from connectors.alerts import route_alerts
+
+    receiver = Receiver(httpserver)
+    monkeypatch.setenv("PLATFORM_ALERT_WEBHOOK_URL", httpserver.url_for("/hooks/alerts"))
+    platform_signing = SecretResolver(MappingVault({("platform", "platform-alert-signing"): SIGNING}))
+    with transaction(session_factory(store)) as session:
+        apply_config(session, load_config_dir("config").config, actor="t@example.com", source="config")
+    write_events(
+        store,
+        [
+            PlatformEvent(tenant_id="acme", kind="alert", name="budget_hard", payload={"level": "tenant"}),
+            PlatformEvent(tenant_id="acme", kind="alert", name="budget_soft", payload={"level": "department"}),
+            PlatformEvent(tenant_id="acme", kind="usage", name="model_call", payload={}),
+        ],
+    )
+
+    report = route_alerts(store, 0, resolver=platform_signing, policy=FAST)
+    # budget_hard: the platform webhook (delivered) and acme's e-mail channel (not sent yet);
+    # budget_soft: only acme's e-mail channel.
+    assert (report.delivered, report.dead, report.skipped) == (1, 0, 2)
+    delivered = [(r["event"], r["data"]["tenant_id"], r["data"]["level"]) for r in receiver.received]
+    assert delivered == [("budget_hard", "acme", "tenant")]
+
+    again = route_alerts(store, report.cursor, resolver=platform_signing, policy=FAST)
+    replayed = route_alerts(store, 0, resolver=platform_signing, policy=FAST)  # a repeated window after a crash
+    assert again.delivered == replayed.delivered == 0 and len(receiver.received) == 1
