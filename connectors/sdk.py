@@ -33,6 +33,8 @@ from connectors.errors import ActionError, ConnectorError, SchemaMismatch, Setti
 from connectors.http import HttpClient, RetryPolicy
 
 EXTRA_COLUMN = "_extra"
+# Per-tenant file area under the config directory; file-based integrations read nothing outside it.
+TENANT_FILES_DIR = "tenant_files"
 
 
 class ConnectorSettings(BaseModel):
@@ -118,10 +120,24 @@ class ConnectorContext:
             credential_ref=self.credential_ref,
         )
 
+    @property
+    def files_root(self) -> Path:
+        """The only directory this tenant's file-based integrations may read: <config>/tenant_files/<tenant>."""
+        return (self.base_dir / TENANT_FILES_DIR / self.tenant_id).resolve()
+
     def path(self, value: str) -> Path:
-        """A settings path: absolute as written, relative ones against the config directory."""
-        path = Path(value).expanduser()
-        return path if path.is_absolute() else (self.base_dir / path).resolve()
+        """A settings path, relative to the config directory, confined to this tenant's file area.
+
+        Symlinks and `..` are resolved before the check, so no spelling of a path reaches another
+        tenant's files or anything else on the machine.
+        """
+        path = (self.base_dir / Path(value).expanduser()).resolve()
+        if not path.is_relative_to(self.files_root):
+            raise SettingsError(
+                f"{self.name}: path {value!r} is outside this tenant's file area; put the files under "
+                f"{TENANT_FILES_DIR}/{self.tenant_id}/ in the config directory and point the path there"
+            )
+        return path
 
 
 class Connector:

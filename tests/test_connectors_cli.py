@@ -102,8 +102,8 @@ def test_scaffold_and_list_commands(tmp_path: Path) -> None:
             "kind 'jira' needs a credential",
         ),
         (
-            "    settings: {path: sample_data/acme/handbook}",
-            "    settings: {path: sample_data/acme/handbook, colour: blue}",
+            "    settings: {path: tenant_files/acme/handbook}",
+            "    settings: {path: tenant_files/acme/handbook, colour: blue}",
             "connectors[1].settings.colour: unknown setting",
         ),
     ],

@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, text
 
 from agentprovision.plugins import CONNECTORS_GROUP, registered_names
 from connectors.catalog import BUILT_IN
-from connectors.conformance import CHECKS, ConformanceCase, run_check
+from connectors.conformance import CHECKS, TENANT, ConformanceCase, run_check
 from connectors.docs import DocsConnector
 from connectors.files import FilesConnector
 from connectors.github import GithubConnector
@@ -26,11 +26,13 @@ from connectors.jira import JiraConnector
 from connectors.registry import connector_class
 from connectors.rest import RestConnector
 from connectors.scaffold import scaffold
+from connectors.sdk import TENANT_FILES_DIR
 from connectors.slack import SlackConnector
 from connectors.sql import SqlConnector
 
 LOOPBACK = ("127.0.0.1", "localhost")
 ABSENT = "http://127.0.0.1:9"  # discard port: nothing listens, connection refused at once
+DROP = f"{TENANT_FILES_DIR}/{TENANT}/drop"
 
 
 def _touch_later(path: Path, n: int) -> None:
@@ -46,23 +48,24 @@ class FilesCase(ConformanceCase):
 
     def __init__(self, root: Path):
         self.base_dir = root
-        (root / "drop").mkdir()
+        self.drop = root / TENANT_FILES_DIR / TENANT / "drop"  # the tenant's own file area
+        self.drop.mkdir(parents=True)
         self.count = 0
 
     def settings(self) -> dict[str, Any]:
-        return {"path": "drop", "streams": [{"name": "events", "pattern": "*.jsonl", "primary_key": ["id"]}]}
+        return {"path": DROP, "streams": [{"name": "events", "pattern": "*.jsonl", "primary_key": ["id"]}]}
 
     def invalid_settings(self) -> dict[str, Any]:
-        return {"path": "drop", "streams": [{"name": "Bad Name", "pattern": "*"}]}
+        return {"path": DROP, "streams": [{"name": "Bad Name", "pattern": "*"}]}
 
     def unreachable_settings(self) -> dict[str, Any]:
-        return {**self.settings(), "path": "missing"}
+        return {**self.settings(), "path": f"{TENANT_FILES_DIR}/{TENANT}/missing"}
 
     def add_records(self, count: int) -> None:
         # One file per record, so batches (one per file) are small enough to fail between.
         for _ in range(count):
             self.count += 1
-            path = self.base_dir / "drop" / f"events-{self.count:04d}.jsonl"
+            path = self.drop / f"events-{self.count:04d}.jsonl"
             path.write_text(f'{{"id": {self.count}, "what": "event {self.count}"}}\n')
             _touch_later(path, self.count)
 
@@ -72,7 +75,7 @@ class DocsCase(FilesCase):
     stream = "documents"
 
     def settings(self) -> dict[str, Any]:
-        return {"path": "drop"}
+        return {"path": DROP}
 
     def invalid_settings(self) -> dict[str, Any]:
         return {"pattern": "*.md"}  # neither path nor pages
@@ -87,7 +90,7 @@ class DocsCase(FilesCase):
     def add_records(self, count: int) -> None:
         for _ in range(count):
             self.count += 1
-            path = self.base_dir / "drop" / f"page-{self.count:04d}.md"
+            path = self.drop / f"page-{self.count:04d}.md"
             path.write_text(f"# Page {self.count}\n\nBody of page {self.count}.\n")
             _touch_later(path, self.count)
 
@@ -346,13 +349,31 @@ def test_scaffold_refuses_bad_names_and_existing_directories(tmp_path: Path) -> 
 def test_files_connector_reads_csv_jsonl_and_parquet(tmp_path: Path) -> None:
     from connectors.sdk import ConnectorContext
 
-    pl.DataFrame({"id": [1, 2], "v": ["a", "b"]}).write_parquet(tmp_path / "a.parquet")
-    (tmp_path / "b.csv").write_text("id,v\n3,c\n")
-    (tmp_path / "c.jsonl").write_text('{"id": 4, "v": "d"}\n')
+    area = tmp_path / TENANT_FILES_DIR / "t"
+    area.mkdir(parents=True)
+    pl.DataFrame({"id": [1, 2], "v": ["a", "b"]}).write_parquet(area / "a.parquet")
+    (area / "b.csv").write_text("id,v\n3,c\n")
+    (area / "c.jsonl").write_text('{"id": 4, "v": "d"}\n')
     connector = FilesConnector(
-        {"path": str(tmp_path), "streams": [{"name": "rows", "pattern": "*.*", "primary_key": ["id"]}]},
-        ConnectorContext("t", "i"),
+        {"path": f"{TENANT_FILES_DIR}/t", "streams": [{"name": "rows", "pattern": "*.*", "primary_key": ["id"]}]},
+        ConnectorContext("t", "i", base_dir=tmp_path),
     )
     stream = connector.stream("rows")
     ids = sorted(i for batch in connector.read(stream, None) for i in batch.table().column("id").to_pylist())
     assert ids == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("path", ["../globex", "tenant_files/globex/positions", "/etc", "tenant_files/t/../../x"])
+def test_file_paths_stay_inside_the_tenants_own_area(tmp_path: Path, path: str) -> None:
+    from connectors.errors import SettingsError
+    from connectors.sdk import ConnectorContext
+
+    (tmp_path / TENANT_FILES_DIR / "globex" / "positions").mkdir(parents=True)
+    context = ConnectorContext("acme", "acme-drop", base_dir=tmp_path)
+    with pytest.raises(SettingsError, match="outside this tenant's file area"):
+        context.path(path)
+    (tmp_path / TENANT_FILES_DIR / "acme").mkdir(parents=True)
+    (tmp_path / TENANT_FILES_DIR / "acme" / "link").symlink_to(tmp_path / TENANT_FILES_DIR / "globex")
+    with pytest.raises(SettingsError, match="outside this tenant's file area"):
+        context.path("tenant_files/acme/link/positions")
+    assert context.path("tenant_files/acme") == (tmp_path / TENANT_FILES_DIR / "acme").resolve()

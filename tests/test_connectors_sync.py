@@ -21,6 +21,7 @@ from connectors import kb
 from connectors.credentials import MappingVault, SecretResolver
 from connectors.errors import ConnectorError, IntegrationNotFound, SchemaMismatch, SyncConflict
 from connectors.http import RetryPolicy
+from connectors.sdk import TENANT_FILES_DIR
 from connectors.sync import SyncOptions, build_connector, run_sync
 
 FAST = SyncOptions(batch_size=2, retry=RetryPolicy(max_attempts=2, backoff_base=0.01, backoff_max=0.01))
@@ -169,11 +170,19 @@ def test_a_held_lease_refuses_a_second_sync(store: Engine, tmp_path: Path) -> No
         run_sync(store, "acme", "drop", options=SyncOptions(base_dir=tmp_path))
 
 
-def files_spec(integration: str, path: str = "drop") -> dict[str, Any]:
+def area(base_dir: Path, tenant: str = "acme") -> Path:
+    """A tenant's own file area: file-based integrations may read nothing outside it."""
+    return base_dir / TENANT_FILES_DIR / tenant
+
+
+def files_spec(integration: str, tenant: str = "acme") -> dict[str, Any]:
     return {
         "id": integration,
         "kind": "files",
-        "settings": {"path": path, "streams": [{"name": "incidents", "pattern": "*.jsonl", "primary_key": ["id"]}]},
+        "settings": {
+            "path": f"{TENANT_FILES_DIR}/{tenant}/drop",
+            "streams": [{"name": "incidents", "pattern": "*.jsonl", "primary_key": ["id"]}],
+        },
     }
 
 
@@ -192,7 +201,7 @@ def test_triggers_create_one_task_per_matching_record_and_never_twice(store: Eng
     )
     options = SyncOptions(base_dir=tmp_path)
     write_incidents(
-        tmp_path / "drop" / "a.jsonl",
+        area(tmp_path) / "drop" / "a.jsonl",
         [
             {"id": "I-1", "category": "deploy-failure"},
             {"id": "I-2", "category": "latency"},
@@ -201,7 +210,7 @@ def test_triggers_create_one_task_per_matching_record_and_never_twice(store: Eng
     assert run_sync(store, "acme", "drop", options=options).tasks_created == 1
     # The same file rewritten (new mtime): its records are read again but are not new.
     write_incidents(
-        tmp_path / "drop" / "a.jsonl",
+        area(tmp_path) / "drop" / "a.jsonl",
         [
             {"id": "I-1", "category": "deploy-failure"},
             {"id": "I-2", "category": "latency"},
@@ -209,7 +218,7 @@ def test_triggers_create_one_task_per_matching_record_and_never_twice(store: Eng
     )
     again = run_sync(store, "acme", "drop", options=options)
     assert again.read == 2 and again.inserted == 0 and again.tasks_created == 0
-    write_incidents(tmp_path / "drop" / "b.jsonl", [{"id": "I-3", "category": "deploy-failure"}])
+    write_incidents(area(tmp_path) / "drop" / "b.jsonl", [{"id": "I-3", "category": "deploy-failure"}])
     assert run_sync(store, "acme", "drop", options=options).tasks_created == 1
     with transaction(session_factory(store)) as session:
         tasks = list(session.scalars(select(m.Task).order_by(m.Task.idempotency_key)))
@@ -225,13 +234,13 @@ def test_tenants_never_see_each_others_integrations(store: Engine, tmp_path: Pat
     seed(
         store,
         "acme",
-        [files_spec("drop", "acme-drop"), {"id": "docs", "kind": "docs", "settings": {"path": "acme-docs"}}],
+        [files_spec("drop"), {"id": "docs", "kind": "docs", "settings": {"path": f"{TENANT_FILES_DIR}/acme/docs"}}],
     )
-    seed(store, "globex", [files_spec("drop", "globex-drop")], agents=[{"id": "gx-bot", "triggers": [rule]}])
-    write_incidents(tmp_path / "acme-drop" / "a.jsonl", [{"id": "A-1", "category": "deploy-failure"}])
-    write_incidents(tmp_path / "globex-drop" / "g.jsonl", [{"id": "G-1", "category": "latency"}])
-    (tmp_path / "acme-docs").mkdir()
-    (tmp_path / "acme-docs" / "secret-plan.md").write_text("# Merger plan\n\nAcme acquires Initech in Q3.\n")
+    seed(store, "globex", [files_spec("drop", "globex")], agents=[{"id": "gx-bot", "triggers": [rule]}])
+    write_incidents(area(tmp_path) / "drop" / "a.jsonl", [{"id": "A-1", "category": "deploy-failure"}])
+    write_incidents(area(tmp_path, "globex") / "drop" / "g.jsonl", [{"id": "G-1", "category": "latency"}])
+    (area(tmp_path) / "docs").mkdir()
+    (area(tmp_path) / "docs" / "secret-plan.md").write_text("# Merger plan\n\nAcme acquires Initech in Q3.\n")
     options = SyncOptions(base_dir=tmp_path)
     run_sync(store, "acme", "drop", options=options)
     run_sync(store, "acme", "docs", options=options)
@@ -277,7 +286,7 @@ def test_missing_credential_is_a_clear_failure_in_history(store: Engine, httpser
 
 def test_success_emits_a_sync_event_with_counts(store: Engine, tmp_path: Path) -> None:
     seed(store, "acme", [files_spec("drop")])
-    write_incidents(tmp_path / "drop" / "a.jsonl", [{"id": "I-1"}, {"id": "I-2"}])
+    write_incidents(area(tmp_path) / "drop" / "a.jsonl", [{"id": "I-1"}, {"id": "I-2"}])
     result = run_sync(store, "acme", "drop", options=SyncOptions(base_dir=tmp_path))
     with transaction(session_factory(store)) as session:
         event = session.scalar(select(m.Event).where(m.Event.kind == "sync"))

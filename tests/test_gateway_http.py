@@ -300,7 +300,11 @@ def test_chaos_999_of_1000_calls_succeed_and_attempts_stay_within_configuration(
     print(f"chaos: {rate:.2%} succeeded, {faults} of {len(peer.requests)} responses faulted")
     assert 0.25 < faults / len(peer.requests) < 0.40  # the peer really faulted about 30% of responses
     assert rate >= 0.999
-    per_call = Counter(e.payload["call_id"] for e in events(engine, "usage") if e.payload["status"] != "skipped")
+    sent = [e.payload for e in events(engine, "usage") if e.payload["status"] != "skipped"]
+    per_call = Counter(p["call_id"] for p in sent)
     assert len(per_call) == 1000
     assert max(per_call.values()) <= max_attempts
-    assert sum(per_call.values()) == len(peer.requests)  # every request the peer saw is one usage event
+    # Every request the peer saw is a usage event. The reverse can differ by attempts that timed out
+    # on the client before the busy peer got round to reading them: those were sent, and are recorded.
+    timed_out = sum(1 for p in sent if p["error_class"] and "Timeout" in p["error_class"])
+    assert len(peer.requests) <= len(sent) <= len(peer.requests) + timed_out
