@@ -49,6 +49,8 @@ def server_environment(settings: Settings) -> dict[str, str]:
     env["AGENTPROVISION_DUCKDB_PATH"] = str(settings.duckdb_path)
     env["AGENTPROVISION_DATABASE_URL"] = settings.database_url
     env.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    # The servers' own helpers (dbt, dagster's code servers) are found even when the venv is not on PATH.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     return env
 
 

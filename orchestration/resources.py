@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from functools import cached_property
 from pathlib import Path
 
@@ -39,9 +40,15 @@ class WarehouseResource(dg.ConfigurableResource):
         return self.path.with_name(self.path.stem + "_published.duckdb")
 
 
+def _dbt_executable() -> str:
+    """The dbt installed beside this Python, so it is found even when the venv is not on PATH."""
+    beside = Path(sys.executable).parent / "dbt"
+    return str(beside) if beside.exists() else "dbt"
+
+
 def build_resources() -> dict[str, dg.ConfigurableResource]:
     return {
         "ops_store": OpsStoreResource(database_url=dg.EnvVar("AGENTPROVISION_DATABASE_URL")),
         "warehouse": WarehouseResource(duckdb_path=dg.EnvVar("AGENTPROVISION_DUCKDB_PATH")),
-        "dbt": DbtCliResource(project_dir=dbt_project()),
+        "dbt": DbtCliResource(project_dir=dbt_project(), dbt_executable=_dbt_executable()),
     }
