@@ -362,7 +362,18 @@ def _emit(engine: Engine, result: SyncResult) -> None:
             "error": result.error,
         },
     )
-    write_events(engine, [event])
+    events = [event]
+    if result.status == "failed":
+        # Alert channels that list `sync_failed` receive this through the alert delivery sensor.
+        events.append(
+            PlatformEvent(
+                tenant_id=result.tenant_id,
+                kind="alert",
+                name="sync_failed",
+                payload={"integration_id": result.integration_id, "sync_id": result.sync_id, "error": result.error},
+            )
+        )
+    write_events(engine, events)
 
 
 def history(engine: Engine, tenant_id: str, integration_id: str, limit: int = 20) -> list[SyncRun]:

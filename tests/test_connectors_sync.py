@@ -282,6 +282,9 @@ def test_missing_credential_is_a_clear_failure_in_history(store: Engine, httpser
         run_sync(store, "acme", "tickets", resolver=SecretResolver(), options=FAST)
     assert count(store, cm.SyncRun, status="failed") == 1
     assert count(store, cm.IntegrationSyncState, lease_sync_id=None) == 1, "a failed sync releases its lease"
+    with transaction(session_factory(store)) as session:
+        alert = session.scalar(select(m.Event).where(m.Event.kind == "alert"))
+    assert (alert.tenant_id, alert.name, alert.payload["integration_id"]) == ("acme", "sync_failed", "tickets")
 
 
 def test_success_emits_a_sync_event_with_counts(store: Engine, tmp_path: Path) -> None:
