@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select
 from sqlalchemy.orm import Session
 
 from agentprovision.config import AdminConfig, config_fingerprint
@@ -167,9 +167,12 @@ def _materialise(session: Session, config: AdminConfig, version: int) -> None:
         cls: set() for cls in (m.Tenant, m.Department, m.User, m.Agent, m.Integration, m.ModelDeployment)
     }
 
-    def upsert(cls: type, key: tuple, **values: Any) -> None:
+    def upsert(cls: type, **values: Any) -> None:
+        """Insert or update one entity as this version has it; its key comes from the mapped primary key."""
+        values = {"status": "active", **values, "config_version": version}
+        key = tuple(values[column.key] for column in inspect(cls).primary_key)
         seen[cls].add(key)
-        row = session.get(cls, key if len(key) > 1 else key[0])
+        row = session.get(cls, key)
         if row is None:
             session.add(cls(**values))
             session.flush()
@@ -181,7 +184,6 @@ def _materialise(session: Session, config: AdminConfig, version: int) -> None:
         tenant = tenant_file.tenant
         upsert(
             m.Tenant,
-            (tenant.id,),
             tenant_id=tenant.id,
             display_name=tenant.display_name,
             region=tenant.region,
@@ -189,8 +191,6 @@ def _materialise(session: Session, config: AdminConfig, version: int) -> None:
             max_concurrent_runs=tenant.max_concurrent_runs,
             budget_hard_usd=tenant.budget.monthly_hard_usd,
             budget_soft_usd=tenant.budget.monthly_soft_usd,
-            status="active",
-            config_version=version,
             updated_at=now,
             removed_at=None,
         )
@@ -199,32 +199,25 @@ def _materialise(session: Session, config: AdminConfig, version: int) -> None:
         for dept in tenant_file.tenant.departments:
             upsert(
                 m.Department,
-                (tenant_id, dept.id),
                 tenant_id=tenant_id,
                 department_id=dept.id,
                 name=dept.name,
                 cost_centre=dept.cost_centre,
                 budget_hard_usd=dept.budget.monthly_hard_usd if dept.budget else None,
                 budget_soft_usd=dept.budget.monthly_soft_usd if dept.budget else None,
-                status="active",
-                config_version=version,
             )
         for user in tenant_file.users:
             upsert(
                 m.User,
-                (user.id,),
                 user_id=user.id,
                 tenant_id=tenant_id,
                 name=user.name,
                 role=user.role,
                 department_id=user.department,
-                status="active",
-                config_version=version,
             )
         for agent in tenant_file.agents:
             upsert(
                 m.Agent,
-                (agent.id,),
                 agent_id=agent.id,
                 tenant_id=tenant_id,
                 name=agent.name,
@@ -234,39 +227,31 @@ def _materialise(session: Session, config: AdminConfig, version: int) -> None:
                 owner=agent.owner,
                 schedule=agent.schedule,
                 status=agent.status,
-                config_version=version,
                 updated_at=now,
                 spec=agent.model_dump(mode="json"),
             )
         for connector in tenant_file.connectors:
             upsert(
                 m.Integration,
-                (tenant_id, connector.id),
                 tenant_id=tenant_id,
                 integration_id=connector.id,
                 kind=connector.kind,
                 schedule=connector.schedule,
-                status="active",
-                config_version=version,
                 spec=connector.model_dump(mode="json"),
             )
     for user in config.platform.users:
         upsert(
             m.User,
-            (user.id,),
             user_id=user.id,
             tenant_id=None,
             name=user.name,
             role=user.role,
             department_id=None,
-            status="active",
-            config_version=version,
         )
     for deployment in config.models.model_list:
         info = deployment.model_info
         upsert(
             m.ModelDeployment,
-            (info.id,),
             deployment_id=info.id,
             tenant_id=info.tenant,
             model_name=deployment.model_name,
@@ -274,24 +259,13 @@ def _materialise(session: Session, config: AdminConfig, version: int) -> None:
             tier=info.tier,
             regions=list(info.regions),
             context_window=info.context_window,
-            status="active",
-            config_version=version,
             spec=deployment.model_dump(mode="json"),
         )
 
     # Anything not in this version stays for history but is no longer active.
-    key_columns = {
-        m.Tenant: (m.Tenant.tenant_id,),
-        m.Department: (m.Department.tenant_id, m.Department.department_id),
-        m.User: (m.User.user_id,),
-        m.Agent: (m.Agent.agent_id,),
-        m.Integration: (m.Integration.tenant_id, m.Integration.integration_id),
-        m.ModelDeployment: (m.ModelDeployment.deployment_id,),
-    }
-    for cls, columns in key_columns.items():
+    for cls, keys in seen.items():
         for row in session.scalars(select(cls)):
-            key = tuple(getattr(row, c.key) for c in columns)
-            if key not in seen[cls] and row.status not in ("removed", "retired"):
+            if inspect(row).identity not in keys and row.status not in ("removed", "retired"):
                 row.status = "retired" if cls is m.Agent else "removed"
                 row.config_version = version
                 if cls is m.Tenant:

@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from agentprovision import apply as config_apply
 from agentprovision.config import ConfigIssue, load_config_dir
 from agentprovision.settings import Settings, current_actor, load_settings
-from agentprovision.store.db import make_engine, migrate, session_factory, transaction
+from agentprovision.store.db import open_store, session_factory, transaction
 from connectors.cli import connectors_app, webhooks_app
 from governance.cli import audit_app, compliance_app, secrets_app
 
@@ -59,8 +59,7 @@ def _settings() -> Settings:
 
 
 def _open_store(settings: Settings):  # type: ignore[no-untyped-def]
-    engine = make_engine(settings.database_url)
-    migrate(engine)
+    engine = open_store(settings.database_url)
     return engine, session_factory(engine)
 
 

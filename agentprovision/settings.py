@@ -39,11 +39,16 @@ class Settings:
     @property
     def published_duckdb_path(self) -> Path:
         """Read-only copy of the warehouse for dashboards; DuckDB allows one writing process at a time."""
-        return self.duckdb_path.with_name(self.duckdb_path.stem + "_published.duckdb")
+        return published_copy_of(self.duckdb_path)
 
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+def published_copy_of(duckdb_path: Path) -> Path:
+    """Where the read-only copy of a warehouse file is published for readers in other processes."""
+    return duckdb_path.with_name(duckdb_path.stem + "_published.duckdb")
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:

@@ -16,7 +16,7 @@ from sqlalchemy import Engine, select
 
 from agentprovision.settings import Settings, current_actor, load_settings
 from agentprovision.store.connector_models import WebhookDelivery
-from agentprovision.store.db import make_engine, migrate, session_factory, transaction
+from agentprovision.store.db import open_store, session_factory, transaction
 from connectors import kb, webhooks
 from connectors.actions import check_integration
 from connectors.credentials import SecretResolver, Vault
@@ -55,9 +55,7 @@ def _settings() -> Settings:
 
 
 def _engine(settings: Settings) -> Engine:
-    engine = make_engine(settings.database_url)
-    migrate(engine)
-    return engine
+    return open_store(settings.database_url)
 
 
 def _vault(engine: Engine, settings: Settings) -> Vault | None:

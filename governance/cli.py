@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -11,7 +12,7 @@ from cryptography.fernet import Fernet
 
 from agentprovision.settings import current_actor, load_settings
 from agentprovision.store.audit import append_audit, latest_exported_heads, verify_chain
-from agentprovision.store.db import make_engine, migrate, session_factory, transaction
+from agentprovision.store.db import open_store, session_factory, transaction
 from agentprovision.store.models import User
 from governance.evidence import EvidenceError, Period, build_sections, write_pack
 from governance.permissions import Action, PermissionDenied, Principal, require
@@ -24,9 +25,7 @@ audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=
 
 
 def _engine():  # type: ignore[no-untyped-def]
-    engine = make_engine(load_settings().database_url)
-    migrate(engine)
-    return engine
+    return open_store(load_settings().database_url)
 
 
 def _vault() -> CredentialVault:
@@ -77,13 +76,11 @@ def rotate_key() -> None:
     keys are removed from the file once every secret is re-encrypted.
     """
     settings = load_settings()
-    from os import environ
-
     engine = _engine()
     key_file = settings.state_dir / KEY_FILE_NAME
     try:
         keyring = load_keyring(settings.state_dir)
-        if environ.get(ENV_VAULT_KEYS):
+        if os.environ.get(ENV_VAULT_KEYS):
             count = CredentialVault(engine, keyring).rotate(actor=current_actor())
         else:
             fresh = Fernet.generate_key()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 
 from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker, with_loader_criteria
@@ -30,8 +31,9 @@ class CrossTenantWrite(Exception):
     """A tenant-scoped session was asked to write a row that belongs to another tenant."""
 
 
-def tenant_owned_classes() -> list[type]:
-    return [mapper.class_ for mapper in Base.registry.mappers if "tenant_id" in mapper.columns]
+@cache  # the registry imports every table module up front, so the set of mappers is fixed
+def tenant_owned_classes() -> tuple[type, ...]:
+    return tuple(mapper.class_ for mapper in Base.registry.mappers if "tenant_id" in mapper.columns)
 
 
 @contextmanager

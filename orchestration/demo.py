@@ -19,7 +19,7 @@ from agentprovision.apply import apply_config
 from agentprovision.config import load_config_dir
 from agentprovision.serve import server_environment
 from agentprovision.settings import Settings
-from agentprovision.store.db import make_engine, migrate, session_factory, transaction
+from agentprovision.store.db import open_store, session_factory, transaction
 from connectors.errors import ConnectorError
 from connectors.sync import SyncOptions, sync_all
 
@@ -43,8 +43,7 @@ def run_pass(settings: Settings) -> int:
             print(issue.render(), file=sys.stderr)
         print(f"\nthe config in {settings.config_dir} is invalid; nothing was seeded", file=sys.stderr)
         return 2
-    engine = make_engine(settings.database_url)
-    migrate(engine)
+    engine = open_store(settings.database_url)
     with transaction(session_factory(engine)) as session:
         applied = apply_config(
             session, result.config, actor=SEED_ACTOR, source=str(settings.config_dir), channel="demo"

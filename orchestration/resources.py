@@ -10,7 +10,8 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 from sqlalchemy import Engine
 
-from agentprovision.store.db import make_engine, migrate
+from agentprovision.settings import published_copy_of
+from agentprovision.store.db import open_store
 from orchestration.dbt_project import dbt_project
 
 
@@ -21,9 +22,7 @@ class OpsStoreResource(dg.ConfigurableResource):
 
     @cached_property
     def engine(self) -> Engine:
-        engine = make_engine(self.database_url)
-        migrate(engine)
-        return engine
+        return open_store(self.database_url)
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -37,7 +36,7 @@ class WarehouseResource(dg.ConfigurableResource):
 
     @property
     def published_path(self) -> Path:
-        return self.path.with_name(self.path.stem + "_published.duckdb")
+        return published_copy_of(self.path)
 
 
 def _dbt_executable() -> str:

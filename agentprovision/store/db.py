@@ -66,6 +66,13 @@ def migrate(engine: Engine) -> None:
     command.upgrade(alembic_config(engine), "heads")
 
 
+def open_store(url: str) -> Engine:
+    """An engine on the ops store at `url`, migrated to the latest schema: what every entry point needs."""
+    engine = make_engine(url)
+    migrate(engine)
+    return engine
+
+
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
