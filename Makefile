@@ -8,13 +8,13 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 export UV_PYTHON_DOWNLOADS := never
 export DAGSTER_DISABLE_TELEMETRY := 1
 
-.PHONY: run test bootstrap prepare lint fmt demo clean
+.PHONY: run test bootstrap prepare browser lint fmt demo clean
 
 run: prepare
 	$(UV) run agentprovision demo --once
 	$(UV) run agentprovision serve
 
-test: prepare
+test: prepare browser
 	$(UV) run ruff check .
 	$(UV) run pytest
 
@@ -34,6 +34,15 @@ bootstrap:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --user --quiet uv \
 		|| $(PYTHON) -m pip install --user --quiet --break-system-packages uv
 	$(UV) sync --frozen
+
+# The dashboard screenshot tests drive Debian's Chromium (Playwright's own browser download needs
+# the internet). Installed from the distribution's packages when missing and we may; the test says
+# why it skipped otherwise, and fails instead when REQUIRE_BROWSER=1 (CI).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
+		{ apt-get install -y -qq chromium >/dev/null 2>&1 || \
+		  { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }; } ; } || \
+		echo "chromium is not installed and could not be installed here; browser tests will skip"
 
 # Dagster loads the dbt project from its manifest; outside `dagster dev` it must exist beforehand.
 prepare: bootstrap
