@@ -16,10 +16,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from agentprovision import apply as config_apply
 from agentprovision.config import ConfigIssue, load_config_dir
+from agentprovision.report_cli import invoices_app, report_app
 from agentprovision.settings import Settings, current_actor, load_settings
 from agentprovision.store.db import open_store, session_factory, transaction
+from agents.finetune_cli import finetune_app
 from connectors.cli import connectors_app, webhooks_app
-from governance.cli import audit_app, compliance_app, secrets_app
+from governance.cli import audit_app, compliance_app, privacy_app, retention_app, secrets_app
 
 EXIT_INVALID = 2
 EXIT_FAILED = 1
@@ -37,6 +39,11 @@ app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(audit_app, name="audit")
 app.add_typer(compliance_app, name="compliance")
+app.add_typer(privacy_app, name="privacy")
+app.add_typer(retention_app, name="retention")
+app.add_typer(report_app, name="report")
+app.add_typer(invoices_app, name="invoices")
+app.add_typer(finetune_app, name="finetune")
 
 ConfigDir = Annotated[
     Path | None, typer.Argument(help="Config directory (default: $AGENTPROVISION_CONFIG_DIR or ./config).")

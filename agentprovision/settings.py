@@ -19,9 +19,12 @@ ENV_WAREHOUSE_TARGET = "AGENTPROVISION_WAREHOUSE_TARGET"
 # One variable names the DuckDB file for both dbt's profile and the Python code reading it.
 ENV_DUCKDB_PATH = "AGENTPROVISION_DUCKDB_PATH"
 ENV_ACTOR = "AGENTPROVISION_ACTOR"
+# The PostgreSQL warehouse (production target). dbt's profile reads the same parts from the
+# AGENTPROVISION_WAREHOUSE_PG_* variables; `warehouse_pg_env` derives them from this URL.
+ENV_WAREHOUSE_URL = "AGENTPROVISION_WAREHOUSE_URL"
+DEFAULT_WAREHOUSE_URL = "postgresql://postgres@127.0.0.1:5432/agentprovision_warehouse"
 
-# The PostgreSQL warehouse (dbt-postgres) is the production target still to be wired into ingestion.
-WAREHOUSE_TARGETS = ("duckdb",)
+WAREHOUSE_TARGETS = ("duckdb", "postgres")
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class Settings:
     config_dir: Path
     warehouse_target: str
     duckdb_path: Path
+    warehouse_url: str = DEFAULT_WAREHOUSE_URL
 
     @property
     def dagster_home(self) -> Path:
@@ -63,12 +67,16 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             f"use one of {', '.join(WAREHOUSE_TARGETS)}"
         )
     duckdb_path = Path(env.get(ENV_DUCKDB_PATH) or state_dir / "warehouse.duckdb").resolve()
+    warehouse_url = env.get(ENV_WAREHOUSE_URL) or DEFAULT_WAREHOUSE_URL
+    if not warehouse_url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+        raise ValueError(f"{ENV_WAREHOUSE_URL} must be a postgresql:// URL")
     return Settings(
         state_dir=state_dir,
         database_url=database_url,
         config_dir=config_dir,
         warehouse_target=warehouse_target,
         duckdb_path=duckdb_path,
+        warehouse_url=warehouse_url,
     )
 
 

@@ -18,7 +18,11 @@ RAW_ASSET_KEYS = {table.name: dg.AssetKey(["ops", table.name]) for table in RAW_
             group_name="ingestion",
             kinds={"duckdb", "python"},
             description=f"raw.{name}: copied from the ops store"
-            + (" past a seq watermark, exactly once." if table.streamed else ", replaced whole."),
+            + (
+                " past a seq watermark (re-reading seqs that commit late), exactly once."
+                if table.streamed
+                else ", replaced whole."
+            ),
         )
         for (name, key), table in zip(RAW_ASSET_KEYS.items(), RAW_TABLES, strict=True)
     ],
@@ -28,5 +32,6 @@ def raw_ops_tables(ops_store: OpsStoreResource, warehouse: WarehouseResource):
     for report in load_raw(ops_store.engine, warehouse.path):
         metadata = {"rows_loaded": report.rows}
         if report.watermark is not None:
-            metadata["watermark_seq"] = report.watermark
+            # Open gaps: seqs below the watermark not committed yet (or never); re-read until they settle.
+            metadata.update(watermark_seq=report.watermark, open_gaps=report.open_gaps, late_rows=report.late_rows)
         yield dg.MaterializeResult(asset_key=RAW_ASSET_KEYS[report.table], metadata=metadata)

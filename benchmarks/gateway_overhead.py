@@ -8,7 +8,10 @@ One run, one loopback OpenAI-compatible peer (in its own process, so its CPU is 
 each sequentially and with 32 calls in flight. Reports CPU time per call (this process only),
 p50/p99 latency, and the ratios. Writes the table into docs/benchmarks.md.
 
-    uv run python benchmarks/gateway_overhead.py [--calls 300] [--no-write]
+The clients take turns in interleaved rounds, so load from other work on a shared machine falls on
+all of them alike; the per-round range of the ratio shows how much that load moved the figures.
+
+    uv run python benchmarks/gateway_overhead.py [--calls 300] [--rounds 5] [--store URL] [--no-write]
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from agents.gateway import Gateway  # noqa: E402
 DOC = REPO_ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- gateway_overhead:begin -->", "<!-- gateway_overhead:end -->"
 CONCURRENCY = 32
+CLIENTS = ("raw httpx", "bare Router", "full gateway")
 PROMPT = "Summarise the open incidents for the platform team and list who owns each one."
 
 
@@ -50,8 +54,34 @@ def serve_peer(port_queue: multiprocessing.Queue) -> None:  # type: ignore[type-
         time.sleep(3600)
 
 
-def measure_sync(call: Callable[[], object], calls: int) -> dict[str, float]:
-    for _ in range(10):
+class Row:
+    """The figures of one client under one load, accumulated over the rounds."""
+
+    def __init__(self) -> None:
+        self.cpu = self.wall = 0.0
+        self.calls = 0
+        self.latencies: list[float] = []
+        self.round_cpu_ms: list[float] = []
+
+    def add(self, latencies: list[float], cpu: float, wall: float) -> None:
+        self.cpu += cpu
+        self.wall += wall
+        self.calls += len(latencies)
+        self.latencies.extend(latencies)
+        self.round_cpu_ms.append(cpu / len(latencies) * 1000)
+
+    def figures(self) -> dict[str, float]:
+        ordered = sorted(self.latencies)
+        return {
+            "cpu_ms": self.cpu / self.calls * 1000,
+            "p50_ms": statistics.median(ordered) * 1000,
+            "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
+            "calls_per_s": self.calls / self.wall,
+        }
+
+
+def measure_sync(call: Callable[[], object], calls: int, row: Row, warm_up: bool) -> None:
+    for _ in range(10 if warm_up else 0):
         call()  # warm up connections and caches
     latencies = []
     cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -59,44 +89,34 @@ def measure_sync(call: Callable[[], object], calls: int) -> dict[str, float]:
         started = time.perf_counter()
         call()
         latencies.append(time.perf_counter() - started)
-    return _figures(latencies, time.process_time() - cpu0, time.perf_counter() - wall0, calls)
+    row.add(latencies, time.process_time() - cpu0, time.perf_counter() - wall0)
 
 
-def measure_async(make: Callable[[], Awaitable[object]], calls: int) -> dict[str, float]:
-    async def run() -> dict[str, float]:
-        for _ in range(10):
+async def measure_async(make: Callable[[], Awaitable[object]], calls: int, row: Row, warm_up: bool) -> None:
+    for _ in range(10 if warm_up else 0):
+        await make()
+    latencies: list[float] = []
+    limit = asyncio.Semaphore(CONCURRENCY)
+
+    async def one() -> None:
+        async with limit:
+            started = time.perf_counter()
             await make()
-        latencies: list[float] = []
-        limit = asyncio.Semaphore(CONCURRENCY)
+            latencies.append(time.perf_counter() - started)
 
-        async def one() -> None:
-            async with limit:
-                started = time.perf_counter()
-                await make()
-                latencies.append(time.perf_counter() - started)
-
-        cpu0, wall0 = time.process_time(), time.perf_counter()
-        await asyncio.gather(*(one() for _ in range(calls)))
-        return _figures(latencies, time.process_time() - cpu0, time.perf_counter() - wall0, calls)
-
-    return asyncio.run(run())
-
-
-def _figures(latencies: list[float], cpu: float, wall: float, calls: int) -> dict[str, float]:
-    ordered = sorted(latencies)
-    return {
-        "cpu_ms": cpu / calls * 1000,
-        "p50_ms": statistics.median(ordered) * 1000,
-        "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
-        "calls_per_s": calls / wall,
-    }
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(calls)))
+    row.add(latencies, time.process_time() - cpu0, time.perf_counter() - wall0)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--calls", type=int, default=300, help="calls per row, over all rounds")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (evens out a busy machine)")
+    parser.add_argument("--store", help="ops-store URL for the gateway (default: a fresh SQLite file)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
+    per_round = max(1, args.calls // args.rounds)
 
     context = multiprocessing.get_context("spawn")
     ports = context.Queue()
@@ -121,7 +141,7 @@ def main() -> None:
         ],
         {"num_retries": 2, "timeout_seconds": 30},
     )
-    engine = make_engine(f"sqlite:///{workdir / 'ops.db'}")
+    engine = make_engine(args.store or f"sqlite:///{workdir / 'ops.db'}")
     migrate(engine)
     gateway = Gateway(config, engine)
     router = litellm.Router(
@@ -135,76 +155,77 @@ def main() -> None:
         timeout=30,
     )
     messages = [{"role": "user", "content": PROMPT}]
-    results: dict[tuple[str, str], dict[str, float]] = {}
+    concurrent = f"{CONCURRENCY} concurrent"
+    results = {(client, load): Row() for client in CLIENTS for load in ("sequential", concurrent)}
 
+    # Rounds alternate the clients, so a neighbour's burst on a shared machine lands on all of them.
     with httpx.Client() as client:
-        results[("raw httpx", "sequential")] = measure_sync(
-            lambda: client.post(f"{api_base}/chat/completions", json=body).json(), args.calls
-        )
+        sync_calls = {
+            "raw httpx": lambda: client.post(f"{api_base}/chat/completions", json=body).json(),
+            "bare Router": lambda: router.completion(model="bench", messages=messages, max_tokens=64),
+            "full gateway": lambda: gateway.complete(request("acme", PROMPT, max_tokens=64)),
+        }
+        for number in range(args.rounds):
+            for name, call in sync_calls.items():
+                measure_sync(call, per_round, results[(name, "sequential")], warm_up=number == 0)
 
-    async def raw_async() -> dict[str, float]:
+    async def run_concurrent() -> None:
         async with httpx.AsyncClient(limits=httpx.Limits(max_connections=CONCURRENCY)) as aclient:
 
-            async def one() -> object:
+            async def raw() -> object:
                 return (await aclient.post(f"{api_base}/chat/completions", json=body)).json()
 
-            latencies: list[float] = []
-            for _ in range(10):
-                await one()
-            limit = asyncio.Semaphore(CONCURRENCY)
+            async_calls = {
+                "raw httpx": raw,
+                "bare Router": lambda: router.acompletion(model="bench", messages=messages, max_tokens=64),
+                "full gateway": lambda: gateway.acomplete(request("acme", PROMPT, max_tokens=64)),
+            }
+            for number in range(args.rounds):
+                for name, make in async_calls.items():
+                    await measure_async(make, per_round, results[(name, concurrent)], warm_up=number == 0)
 
-            async def timed() -> None:
-                async with limit:
-                    started = time.perf_counter()
-                    await one()
-                    latencies.append(time.perf_counter() - started)
-
-            cpu0, wall0 = time.process_time(), time.perf_counter()
-            await asyncio.gather(*(timed() for _ in range(args.calls)))
-            return _figures(latencies, time.process_time() - cpu0, time.perf_counter() - wall0, args.calls)
-
-    results[("raw httpx", f"{CONCURRENCY} concurrent")] = asyncio.run(raw_async())
-    results[("bare Router", "sequential")] = measure_sync(
-        lambda: router.completion(model="bench", messages=messages, max_tokens=64), args.calls
-    )
-    results[("bare Router", f"{CONCURRENCY} concurrent")] = measure_async(
-        lambda: router.acompletion(model="bench", messages=messages, max_tokens=64), args.calls
-    )
-    results[("full gateway", "sequential")] = measure_sync(
-        lambda: gateway.complete(request("acme", PROMPT, max_tokens=64)), args.calls
-    )
-    results[("full gateway", f"{CONCURRENCY} concurrent")] = measure_async(
-        lambda: gateway.acomplete(request("acme", PROMPT, max_tokens=64)), args.calls
-    )
+    asyncio.run(run_concurrent())
     gateway.close()
     server.terminate()
 
-    table = render(results, args.calls)
+    store = "PostgreSQL" if engine.dialect.name == "postgresql" else "SQLite"
+    table = render(results, per_round * args.rounds, args.rounds, store)
     print(table)
     if not args.no_write:
         write_doc(table)
 
 
-def render(results: dict[tuple[str, str], dict[str, float]], calls: int) -> str:
+def render(results: dict[tuple[str, str], Row], calls: int, rounds: int, store: str) -> str:
     lines = [
-        f"{calls} calls per row; CPU is this process only (the peer runs in its own process).",
+        f"{calls} calls per row in {rounds} interleaved rounds; gateway ops store: {store}; CPU is this process only "
+        "(the peer runs in its own process).",
         "",
         "| client | load | CPU ms/call | p50 ms | p99 ms | calls/s |",
         "|---|---|---:|---:|---:|---:|",
     ]
-    for (client, load), f in results.items():
+    for (client, load), row in results.items():
+        f = row.figures()
         figures = f"{f['cpu_ms']:.2f} | {f['p50_ms']:.2f} | {f['p99_ms']:.2f} | {f['calls_per_s']:.0f}"
         lines.append(f"| {client} | {load} | {figures} |")
     lines.append("")
-    lines.append("| ratio (CPU per call) | sequential | concurrent |")
-    lines.append("|---|---:|---:|")
+    lines.append("| ratio (CPU per call) | sequential | concurrent | per-round range, sequential | concurrent |")
+    lines.append("|---|---:|---:|---:|---:|")
     loads = ["sequential", f"{CONCURRENCY} concurrent"]
     for label, top, bottom in (
         ("bare Router / raw httpx", "bare Router", "raw httpx"),
         ("full gateway / bare Router", "full gateway", "bare Router"),
     ):
-        ratios = [results[(top, load)]["cpu_ms"] / results[(bottom, load)]["cpu_ms"] for load in loads]
-        lines.append(f"| {label} | {ratios[0]:.2f} | {ratios[1]:.2f} |")
+        ratios = [
+            results[(top, load)].figures()["cpu_ms"] / results[(bottom, load)].figures()["cpu_ms"] for load in loads
+        ]
+        spreads = []
+        for load in loads:
+            per_round = [
+                t / b
+                for t, b in zip(results[(top, load)].round_cpu_ms, results[(bottom, load)].round_cpu_ms, strict=True)
+            ]
+            spreads.append(f"{min(per_round):.2f}-{max(per_round):.2f}")
+        lines.append(f"| {label} | {ratios[0]:.2f} | {ratios[1]:.2f} | {spreads[0]} | {spreads[1]} |")
     return "\n".join(lines)
 
 

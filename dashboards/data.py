@@ -20,17 +20,16 @@ long any result lives.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-import duckdb
 import polars as pl
 import streamlit as st
 
+from agentprovision.marts import MartQueryError, MartReader, Scope, UnsafeQuery, WarehouseUnavailable
 from agentprovision.settings import load_settings
 
 TTL_SECONDS = 60
@@ -44,18 +43,32 @@ MART_TABLES = (
     "dim_users",
     "dim_agents",
     "dim_models",
+    "dim_agent_versions",
     "fct_audit_events",
     "fct_config_versions",
+    "fct_llm_calls",
+    "fct_agent_runs",
+    "fct_tool_calls",
+    "fct_cost_daily",
+    "fct_budget_status",
+    "rpt_chargeback_monthly",
+    "fct_sla_daily",
+    "fct_policy_decisions",
+    "fct_invoice_variance",
+    "fct_cost_per_outcome",
 )
-
-
-# Where marts may live, searched in this order; and the layers beneath them, never read.
-MART_SCHEMAS = ("marts", "main")
-NON_MART_SCHEMAS = ("raw", "staging", "intermediate")
 
 
 class WarehouseError(RuntimeError):
     """The published warehouse can't answer a query (missing file or mart); shown, not raised, by the app."""
+
+
+class MartMissing(WarehouseError):
+    """A mart the query reads is not in the published warehouse (not built yet): an empty state, not an error."""
+
+    def __init__(self, mart: str, detail: str) -> None:
+        super().__init__(f"the mart `{mart}` is not in the published warehouse yet; run `dbt build` ({detail})")
+        self.mart = mart
 
 
 @dataclass(frozen=True)
@@ -85,60 +98,49 @@ def current_warehouse() -> Warehouse | None:
     return Warehouse(path=str(path), inode=stat.st_ino, mtime_ns=stat.st_mtime_ns)
 
 
-# --- connection and query plumbing ---------------------------------------------------------------
+# --- query plumbing: every read goes through agentprovision.marts ---------------------------------
 
 
-def _quote_identifier(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+def _reader() -> MartReader:
+    return MartReader(load_settings())
 
 
-def _use_mart_schemas(con: duckdb.DuckDBPyConnection) -> None:
-    """Let the queries name marts unqualified wherever dbt placed them.
+def _query(
+    warehouse: Warehouse, tenant_id: str | None, sql: str, params: Mapping[str, Any] | None = None
+) -> pl.DataFrame:
+    """One SELECT over the marts, scoped to `tenant_id` (None = platform-wide) by MartReader.
 
-    The dbt project builds marts into schema ``marts``; dbt-duckdb's default would be ``main``. Any
-    schema holding a mart-named table is searched, ``marts`` first, and never the layers below the marts.
+    MartReader checks the SQL and rewrites every mart it names into a tenant-filtered subquery, so
+    the queries below never filter on tenant themselves. `warehouse` is not read here: it is part of
+    the cache key of every cached caller, so a newly published file is a new key.
     """
-    rows = con.execute(
-        "SELECT DISTINCT table_schema FROM information_schema.tables "
-        "WHERE table_catalog = current_database() AND list_contains($names, table_name) "
-        "AND NOT list_contains($skip, table_schema)",
-        {"names": list(MART_TABLES), "skip": list(NON_MART_SCHEMAS)},
-    ).fetchall()
-    found = {schema for (schema,) in rows}
-    preferred = [schema for schema in MART_SCHEMAS if schema in found]
-    schemas = preferred + sorted(found - set(preferred))
-    if schemas and schemas != ["main"]:
-        search_path = ",".join(_quote_identifier(schema) for schema in schemas)
-        con.execute("SET search_path = '" + search_path.replace("'", "''") + "'")
-
-
-@contextmanager
-def _connect(warehouse: Warehouse) -> Iterator[duckdb.DuckDBPyConnection]:
+    del warehouse
+    scope = Scope.platform() if tenant_id is None else Scope.tenant(tenant_id)
     try:
-        con = duckdb.connect(warehouse.path, read_only=True)
-    except duckdb.Error as exc:  # replaced by something unreadable, or removed
-        raise WarehouseError(f"cannot open the published warehouse {warehouse.path}: {exc}") from exc
-    try:
-        con.execute("SET TimeZone = 'UTC'")  # timestamps reach the pages in UTC whatever the host's zone
-        _use_mart_schemas(con)
-        yield con
-    finally:
-        con.close()
+        return _reader().select(sql, scope, params)
+    except WarehouseUnavailable as exc:
+        missing = _missing_mart(str(exc))
+        if missing is not None:
+            raise MartMissing(missing, str(exc)) from exc
+        raise WarehouseError(str(exc)) from exc
+    except UnsafeQuery as exc:  # our own SQL naming a mart this warehouse does not have (yet)
+        missing = _missing_mart(str(exc).split(";")[0])
+        if missing is not None:
+            raise MartMissing(missing, "not built yet") from exc
+        raise WarehouseError(f"a dashboard query was refused ({exc})") from exc
+    except MartQueryError as exc:
+        raise WarehouseError(
+            f"the published warehouse is missing a mart or column the dashboards read ({exc}); "
+            "has `dbt build` run since the last publish?"
+        ) from exc
 
 
-def _query(warehouse: Warehouse, sql: str, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
-    with _connect(warehouse) as con:
-        try:
-            return con.sql(sql, params=dict(params or {})).pl()
-        except (duckdb.CatalogException, duckdb.BinderException) as exc:
-            raise WarehouseError(
-                f"the published warehouse is missing a mart or column the dashboards read ({exc}); "
-                "has `dbt build` run since the last publish?"
-            ) from exc
-
-
-# Scope a query to one tenant, or to all when $tenant_id is NULL. Always a bound parameter.
-TENANT_SCOPE = "($tenant_id IS NULL OR tenant_id = $tenant_id)"
+def _missing_mart(message: str) -> str | None:
+    """The mart a 'not found' message names, when it is one the dashboards read."""
+    for mart in MART_TABLES:
+        if f"name {mart} does not exist" in message or f"'{mart}'" in message:
+            return mart
+    return None
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -160,6 +162,7 @@ def tenant_choices(warehouse: Warehouse) -> list[tuple[str, str, bool]]:
     """
     frame = _query(
         warehouse,
+        None,  # only platform users choose a tenant, from every tenant
         "SELECT tenant_id, display_name, is_active FROM dim_tenants ORDER BY is_active DESC, display_name, tenant_id",
     )
     return [
@@ -187,13 +190,13 @@ TENANT_COLUMNS = (
 def tenants(warehouse: Warehouse, tenant_id: str | None) -> pl.DataFrame:
     return _query(
         warehouse,
+        tenant_id,
         f"""
         SELECT {", ".join(TENANT_COLUMNS)}
         FROM dim_tenants
-        WHERE {TENANT_SCOPE}
         ORDER BY display_name, tenant_id
         """,
-        {"tenant_id": tenant_id},
+        None,
     )
 
 
@@ -215,16 +218,17 @@ class FleetCounts:
 def fleet_counts(warehouse: Warehouse, tenant_id: str | None) -> FleetCounts:
     frame = _query(
         warehouse,
-        f"""
+        tenant_id,
+        """
         SELECT
-            (SELECT count(*) FROM dim_tenants WHERE {TENANT_SCOPE} AND is_active) AS tenants,
-            (SELECT count(*) FROM dim_departments WHERE {TENANT_SCOPE} AND is_active) AS departments,
-            (SELECT count(*) FROM dim_agents WHERE {TENANT_SCOPE} AND status <> 'retired') AS agents,
-            (SELECT count(*) FROM dim_agents WHERE {TENANT_SCOPE} AND is_active) AS active_agents,
+            (SELECT count(*) FROM dim_tenants WHERE is_active) AS tenants,
+            (SELECT count(*) FROM dim_departments WHERE is_active) AS departments,
+            (SELECT count(*) FROM dim_agents WHERE status <> 'retired') AS agents,
+            (SELECT count(*) FROM dim_agents WHERE is_active) AS active_agents,
             (SELECT count(*) FROM dim_users
-             WHERE {TENANT_SCOPE} AND is_active AND tenant_id IS NOT NULL) AS users
+             WHERE is_active AND tenant_id IS NOT NULL) AS users
         """,
-        {"tenant_id": tenant_id},
+        None,
     )
     return FleetCounts(**{name: int(value) for name, value in frame.row(0, named=True).items()})
 
@@ -234,14 +238,15 @@ def agents_by_type(warehouse: Warehouse, tenant_id: str | None) -> pl.DataFrame:
     """agent_type, status, agents: one row per type and status (retired agents left out)."""
     return _query(
         warehouse,
-        f"""
+        tenant_id,
+        """
         SELECT agent_type, status, count(*) AS agents
         FROM dim_agents
-        WHERE {TENANT_SCOPE} AND status <> 'retired'
+        WHERE status <> 'retired'
         GROUP BY agent_type, status
         ORDER BY agent_type, status
         """,
-        {"tenant_id": tenant_id},
+        None,
     )
 
 
@@ -250,14 +255,15 @@ def users_by_role(warehouse: Warehouse, tenant_id: str | None) -> pl.DataFrame:
     """role, users: active tenant users per role."""
     return _query(
         warehouse,
-        f"""
+        tenant_id,
+        """
         SELECT role, count(*) AS users
         FROM dim_users
-        WHERE {TENANT_SCOPE} AND is_active AND tenant_id IS NOT NULL
+        WHERE is_active AND tenant_id IS NOT NULL
         GROUP BY role
         ORDER BY users DESC, role
         """,
-        {"tenant_id": tenant_id},
+        None,
     )
 
 
@@ -300,13 +306,13 @@ def agents(warehouse: Warehouse, tenant_id: str | None) -> pl.DataFrame:
     """The fleet: one row per agent in scope. Type/status filters are applied by the page on this frame."""
     return _query(
         warehouse,
+        tenant_id,
         f"""
         SELECT {", ".join(AGENT_COLUMNS)}
         FROM dim_agents
-        WHERE {TENANT_SCOPE}
         ORDER BY tenant_id, agent_name, agent_id
         """,
-        {"tenant_id": tenant_id},
+        None,
     )
 
 
@@ -315,12 +321,13 @@ def agent(warehouse: Warehouse, tenant_id: str | None, agent_id: str) -> dict[st
     """One agent in scope, or None (also when it belongs to a tenant outside the scope)."""
     frame = _query(
         warehouse,
+        tenant_id,
         f"""
         SELECT {", ".join(AGENT_DETAIL_COLUMNS)}
         FROM dim_agents
-        WHERE {TENANT_SCOPE} AND agent_id = $agent_id
+        WHERE agent_id = $agent_id
         """,
-        {"tenant_id": tenant_id, "agent_id": agent_id},
+        {"agent_id": agent_id},
     )
     return frame.row(0, named=True) if frame.height else None
 
@@ -343,8 +350,9 @@ AUDIT_COLUMNS = (
 def audit_actions(warehouse: Warehouse, tenant_id: str | None) -> list[str]:
     frame = _query(
         warehouse,
-        f"SELECT DISTINCT action FROM fct_audit_events WHERE {TENANT_SCOPE} ORDER BY action",
-        {"tenant_id": tenant_id},
+        tenant_id,
+        "SELECT DISTINCT action FROM fct_audit_events ORDER BY action",
+        None,
     )
     return [action for action in frame["action"].to_list() if action is not None]
 
@@ -371,17 +379,16 @@ def audit_events(
     """
     frame = _query(
         warehouse,
+        tenant_id,
         f"""
         SELECT {", ".join(AUDIT_COLUMNS)}, count(*) OVER () AS _matching
         FROM fct_audit_events
-        WHERE {TENANT_SCOPE}
-          AND ($actor = '' OR strpos(lower(actor), lower($actor)) > 0)
+        WHERE ($actor = '' OR strpos(lower(actor), lower($actor)) > 0)
           AND (len($actions) = 0 OR list_contains($actions, action))
         ORDER BY seq DESC
         LIMIT $limit
         """,
         {
-            "tenant_id": tenant_id,
             "actor": actor.strip(),
             "actions": list(actions),
             "limit": int(limit),
@@ -408,7 +415,507 @@ def config_versions(warehouse: Warehouse) -> pl.DataFrame:
     """Applied admin config versions, newest first. Platform-wide: one version covers every tenant."""
     return _query(
         warehouse,
+        None,  # a platform-wide mart: the caller checks who may see config history
         f"SELECT {', '.join(CONFIG_VERSION_COLUMNS)} FROM fct_config_versions ORDER BY config_version DESC",
+    )
+
+
+# --- runs and monitoring (fct_agent_runs, fct_sla_daily) ------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunsToday:
+    runs: int
+    succeeded: int
+    failed: int
+
+    @property
+    def success_rate(self) -> float | None:
+        finished = self.succeeded + self.failed
+        return self.succeeded / finished if finished else None
+
+
+@_cached
+def runs_today(warehouse: Warehouse, tenant_id: str | None) -> RunsToday:
+    frame = _query(
+        warehouse,
+        tenant_id,
+        """
+        SELECT count(*) AS runs,
+               count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
+               count(*) FILTER (WHERE status = 'failed') AS failed
+        FROM fct_agent_runs
+        WHERE run_date = current_date
+        """,
+        None,
+    )
+    return RunsToday(**{name: int(value or 0) for name, value in frame.row(0, named=True).items()})
+
+
+@_cached
+def runs_by_day(warehouse: Warehouse, tenant_id: str | None, days: int) -> pl.DataFrame:
+    """run_date, status, runs over the last `days` days (today included)."""
+    return _query(
+        warehouse,
+        tenant_id,
+        """
+        SELECT run_date, status, count(*) AS runs
+        FROM fct_agent_runs
+        WHERE run_date > current_date - $days::INTEGER
+        GROUP BY run_date, status
+        ORDER BY run_date, status
+        """,
+        {"days": int(days)},
+    )
+
+
+RUN_BREAKDOWNS = {"tenant": "tenant_id", "agent": "agent_id", "agent type": "agent_type", "department": "department_id"}
+
+
+@_cached
+def runs_breakdown(warehouse: Warehouse, tenant_id: str | None, days: int, by: str) -> pl.DataFrame:
+    """Runs, success and error rate, p50/p95 duration and cost per tenant, agent, type or department."""
+    column = RUN_BREAKDOWNS[by]  # a fixed column name from the table above, never user text
+    return _query(
+        warehouse,
+        tenant_id,
+        f"""
+        SELECT {column} AS "group",
+               count(*) AS runs,
+               avg(CASE WHEN status = 'succeeded' THEN 1.0 ELSE 0.0 END) AS success_rate,
+               avg(CASE WHEN status = 'failed' THEN 1.0 ELSE 0.0 END) AS error_rate,
+               quantile_cont(duration_ms, 0.5) AS duration_p50_ms,
+               quantile_cont(duration_ms, 0.95) AS duration_p95_ms,
+               sum(llm_calls) AS llm_calls,
+               sum(tool_calls) AS tool_calls,
+               sum(cost_usd) AS cost_usd
+        FROM fct_agent_runs
+        WHERE run_date > current_date - $days::INTEGER
+        GROUP BY 1
+        ORDER BY runs DESC, 1
+        """,
+        {"days": int(days)},
+    )
+
+
+FAILED_RUN_COLUMNS = (
+    "finished_at",
+    "tenant_id",
+    "agent_id",
+    "agent_version",
+    "status",
+    "error_class",
+    "steps",
+    "duration_ms",
+    "run_id",
+)
+
+
+@_cached
+def latest_failed_runs(warehouse: Warehouse, tenant_id: str | None, limit: int = 50) -> pl.DataFrame:
+    return _query(
+        warehouse,
+        tenant_id,
+        f"""
+        SELECT {", ".join(FAILED_RUN_COLUMNS)}
+        FROM fct_agent_runs
+        WHERE status = 'failed'
+        ORDER BY finished_at DESC NULLS LAST, run_id
+        LIMIT $limit
+        """,
+        {"limit": int(limit)},
+    )
+
+
+@_cached
+def sla_daily(warehouse: Warehouse, tenant_id: str | None, days: int) -> pl.DataFrame:
+    """Per day and model: calls, latency p50/p95, error, fallback and guardrail rates (call-weighted)."""
+    return _query(
+        warehouse,
+        tenant_id,
+        """
+        SELECT sla_date, model_name,
+               sum(calls) AS calls,
+               max(latency_p50_ms) AS latency_p50_ms,
+               max(latency_p95_ms) AS latency_p95_ms,
+               sum(error_rate * calls) / nullif(sum(calls), 0) AS error_rate,
+               sum(fallback_rate * calls) / nullif(sum(calls), 0) AS fallback_rate,
+               sum(guardrail_rate * calls) / nullif(sum(calls), 0) AS guardrail_rate
+        FROM fct_sla_daily
+        WHERE sla_date > current_date - $days::INTEGER
+        GROUP BY sla_date, model_name
+        ORDER BY sla_date, model_name
+        """,
+        {"days": int(days)},
+    )
+
+
+# --- costs (fct_cost_daily, fct_budget_status, rpt_chargeback_monthly, fct_invoice_variance) -----
+
+COST_DIMENSIONS = {
+    "tenant": "tenant_id",
+    "department": "department_id",
+    "agent": "agent_id",
+    "model": "model_name",
+    "provider": "provider",
+}
+
+
+@_cached
+def spend_by(warehouse: Warehouse, tenant_id: str | None, days: int, by: str) -> pl.DataFrame:
+    """cost_date, group, calls, tokens and cost_usd per day for one dimension of COST_DIMENSIONS."""
+    column = COST_DIMENSIONS[by]  # a fixed column name, never user text
+    return _query(
+        warehouse,
+        tenant_id,
+        f"""
+        SELECT cost_date, coalesce({column}, '(none)') AS "group",
+               sum(calls) AS calls, sum(prompt_tokens + completion_tokens) AS tokens, sum(cost_usd) AS cost_usd
+        FROM fct_cost_daily
+        WHERE cost_date > current_date - $days::INTEGER
+        GROUP BY 1, 2
+        ORDER BY 1, 2
+        """,
+        {"days": int(days)},
+    )
+
+
+@_cached
+def spend_month_to_date(warehouse: Warehouse, tenant_id: str | None) -> float:
+    frame = _query(
+        warehouse,
+        tenant_id,
+        """
+        SELECT coalesce(sum(cost_usd), 0) AS cost_usd FROM fct_cost_daily
+        WHERE cost_date >= date_trunc('month', current_date)
+        """,
+        None,
+    )
+    return float(frame["cost_usd"][0])
+
+
+BUDGET_COLUMNS = (
+    "month_start",
+    "budget_level",
+    "scope_id",
+    "tenant_id",
+    "department_id",
+    "agent_id",
+    "soft_limit_usd",
+    "hard_limit_usd",
+    "spend_mtd_usd",
+    "daily_burn_usd",
+    "forecast_month_end_usd",
+    "projected_soft_cross_date",
+    "projected_hard_cross_date",
+    "status",
+    "days_elapsed",
+    "days_in_month",
+)
+
+
+@_cached
+def budget_status(warehouse: Warehouse, tenant_id: str | None) -> pl.DataFrame:
+    """Every budget in scope for the latest month; the platform budget (no tenant) only platform-wide."""
+    return _query(
+        warehouse,
+        tenant_id,
+        f"""
+        SELECT {", ".join(BUDGET_COLUMNS)}
+        FROM fct_budget_status
+        WHERE month_start = (SELECT max(month_start) FROM fct_budget_status)
+        ORDER BY CASE budget_level WHEN 'platform' THEN 0 WHEN 'tenant' THEN 1 WHEN 'department' THEN 2 ELSE 3 END,
+                 scope_id
+        """,
+        None,
+    )
+
+
+@_cached
+def daily_spend_for_budget(
+    warehouse: Warehouse, tenant_id: str | None, level: str, scope_tenant: str | None, scope_key: str | None
+) -> pl.DataFrame:
+    """cost_date, cost_usd this month for one budget's scope (level platform|tenant|department|agent)."""
+    return _query(
+        warehouse,
+        tenant_id,
+        """
+        SELECT cost_date, sum(cost_usd) AS cost_usd
+        FROM fct_cost_daily
+        WHERE cost_date >= date_trunc('month', current_date)
+          AND ($level = 'platform' OR tenant_id = $scope_tenant)
+          AND ($level <> 'department' OR department_id = $scope_key)
+          AND ($level <> 'agent' OR agent_id = $scope_key)
+        GROUP BY cost_date
+        ORDER BY cost_date
+        """,
+        {"level": level, "scope_tenant": scope_tenant, "scope_key": scope_key},
+    )
+
+
+# The FinOps FOCUS columns the chargeback export carries, in the specification's order.
+FOCUS_COLUMNS = (
+    "BillingAccountId",
+    "BillingAccountName",
+    "BillingPeriodStart",
+    "BillingPeriodEnd",
+    "ChargePeriodStart",
+    "ChargePeriodEnd",
+    "ChargeCategory",
+    "ChargeDescription",
+    "BilledCost",
+    "EffectiveCost",
+    "ListCost",
+    "ContractedCost",
+    "BillingCurrency",
+    "PricingQuantity",
+    "PricingUnit",
+    "ConsumedQuantity",
+    "ConsumedUnit",
+    "ProviderName",
+    "PublisherName",
+    "InvoiceIssuerName",
+    "ServiceName",
+    "ServiceCategory",
+    "ResourceId",
+    "ResourceName",
+    "ResourceType",
+    "RegionId",
+    "SubAccountId",
+    "SubAccountName",
+    "Tags",
+)
+
+
+@_cached
+def chargeback_months(warehouse: Warehouse, tenant_id: str | None) -> list[Any]:
+    frame = _query(
+        warehouse,
+        tenant_id,
+        "SELECT DISTINCT billing_month FROM rpt_chargeback_monthly ORDER BY 1 DESC",
+        None,
+    )
+    return frame["billing_month"].to_list()
+
+
+@_cached
+def chargeback(warehouse: Warehouse, tenant_id: str | None, billing_month: Any) -> pl.DataFrame:
+    """The month's chargeback lines in FOCUS columns only (the export's shape)."""
+    quoted = ", ".join(f'"{column}"' for column in FOCUS_COLUMNS)  # fixed names, quoted for their case
+    return _query(
+        warehouse,
+        tenant_id,
+        f"""
+        SELECT {quoted}
+        FROM rpt_chargeback_monthly
+        WHERE billing_month = $billing_month
+        ORDER BY "SubAccountId", "ResourceId", "ChargePeriodStart"
+        """,
+        {"billing_month": billing_month},
+    )
+
+
+INVOICE_VARIANCE_COLUMNS = (
+    "usage_date",
+    "tenant_id",
+    "provider",
+    "model_name",
+    "invoice_cost_usd",
+    "gateway_cost_usd",
+    "variance_usd",
+    "variance_pct",
+    "within_tolerance",
+)
+
+
+@_cached
+def invoice_variances(warehouse: Warehouse, tenant_id: str | None) -> pl.DataFrame:
+    """Invoice lines against the gateway's own costs; platform-wide lines (no tenant) only platform-wide."""
+    return _query(
+        warehouse,
+        tenant_id,
+        f"""
+        SELECT {", ".join(INVOICE_VARIANCE_COLUMNS)}
+        FROM fct_invoice_variance
+        ORDER BY within_tolerance, abs(variance_usd) DESC NULLS LAST, usage_date DESC
+        """,
+        None,
+    )
+
+
+@_cached
+def cost_per_outcome(warehouse: Warehouse, tenant_id: str | None) -> pl.DataFrame:
+    return _query(
+        warehouse,
+        tenant_id,
+        """
+        SELECT tenant_id, agent_id, outcome, runs, outcomes, cost_usd, cost_per_outcome_usd
+        FROM fct_cost_per_outcome
+        ORDER BY cost_usd DESC, tenant_id, agent_id, outcome
+        """,
+        None,
+    )
+
+
+# --- agent activity (fct_agent_runs, dim_agent_versions) ------------------------------------------
+
+
+@_cached
+def agent_activity(warehouse: Warehouse, tenant_id: str | None) -> pl.DataFrame:
+    """agent_id, last_run_at, last_status, runs_30d, cost_30d_usd: what the fleet table adds to dim_agents."""
+    return _query(
+        warehouse,
+        tenant_id,
+        """
+        SELECT agent_id,
+               max(started_at) AS last_run_at,
+               arg_max(status, started_at) AS last_status,
+               count(*) FILTER (WHERE run_date > current_date - 30) AS runs_30d,
+               coalesce(sum(cost_usd) FILTER (WHERE run_date > current_date - 30), 0) AS cost_30d_usd
+        FROM fct_agent_runs
+        GROUP BY agent_id
+        """,
+        None,
+    )
+
+
+RECENT_RUN_COLUMNS = (
+    "started_at",
+    "status",
+    "error_class",
+    "agent_version",
+    "steps",
+    "llm_calls",
+    "tool_calls",
+    "duration_ms",
+    "cost_usd",
+    "outcomes_count",
+    "run_id",
+    "task_id",
+)
+
+
+@_cached
+def recent_runs(warehouse: Warehouse, tenant_id: str | None, agent_id: str, limit: int = 20) -> pl.DataFrame:
+    return _query(
+        warehouse,
+        tenant_id,
+        f"""
+        SELECT {", ".join(RECENT_RUN_COLUMNS)}
+        FROM fct_agent_runs
+        WHERE agent_id = $agent_id
+        ORDER BY started_at DESC NULLS LAST, run_id
+        LIMIT $limit
+        """,
+        {"agent_id": agent_id, "limit": int(limit)},
+    )
+
+
+@_cached
+def agent_versions(warehouse: Warehouse, tenant_id: str | None, agent_id: str) -> pl.DataFrame:
+    return _query(
+        warehouse,
+        tenant_id,
+        """
+        SELECT version, valid_from, valid_to, is_current
+        FROM dim_agent_versions
+        WHERE agent_id = $agent_id
+        ORDER BY valid_from DESC
+        """,
+        {"agent_id": agent_id},
+    )
+
+
+# --- compliance (fct_policy_decisions, fct_llm_calls) ---------------------------------------------
+
+
+@_cached
+def policy_decisions_by_day(warehouse: Warehouse, tenant_id: str | None, days: int) -> pl.DataFrame:
+    return _query(
+        warehouse,
+        tenant_id,
+        """
+        SELECT decision_date, decision, coalesce(action, '(none)') AS action, count(*) AS decisions
+        FROM fct_policy_decisions
+        WHERE decision_date > current_date - $days::INTEGER
+        GROUP BY 1, 2, 3
+        ORDER BY 1, 2, 3
+        """,
+        {"days": int(days)},
+    )
+
+
+# Decisions that stopped or changed something: what an auditor lists as violations.
+VIOLATION_ACTIONS = ("blocked", "masked", "refused", "denied", "block", "mask", "refuse", "deny")
+
+
+@_cached
+def policy_violations(warehouse: Warehouse, tenant_id: str | None, limit: int = 200) -> pl.DataFrame:
+    return _query(
+        warehouse,
+        tenant_id,
+        """
+        SELECT occurred_at, tenant_id, agent_id, decision, action, reason, kinds, run_id
+        FROM fct_policy_decisions
+        WHERE (decision IN ('refused', 'model_blocked') OR list_contains($actions, lower(action)))
+        ORDER BY occurred_at DESC
+        LIMIT $limit
+        """,
+        {"actions": list(VIOLATION_ACTIONS), "limit": int(limit)},
+    )
+
+
+@_cached
+def guardrail_stats(warehouse: Warehouse, tenant_id: str | None, days: int) -> pl.DataFrame:
+    """guardrail_action, calls: how model calls fared against the PII and content guardrails."""
+    return _query(
+        warehouse,
+        tenant_id,
+        """
+        SELECT coalesce(guardrail_action, 'none') AS guardrail_action, count(*) AS calls
+        FROM fct_llm_calls
+        WHERE call_date > current_date - $days::INTEGER
+        GROUP BY 1
+        ORDER BY calls DESC, 1
+        """,
+        {"days": int(days)},
+    )
+
+
+@_cached
+def oldest_call_by_tenant(warehouse: Warehouse, tenant_id: str | None) -> pl.DataFrame:
+    """tenant_id, oldest_call_at, calls: what retention has to compare against."""
+    return _query(
+        warehouse,
+        tenant_id,
+        """
+        SELECT tenant_id, min(occurred_at) AS oldest_call_at, count(*) AS calls
+        FROM fct_llm_calls
+        WHERE tenant_id IS NOT NULL
+        GROUP BY tenant_id
+        ORDER BY tenant_id
+        """,
+        None,
+    )
+
+
+# --- admin (dim_users) ----------------------------------------------------------------------------
+
+USER_COLUMNS = ("user_id", "user_name", "role", "tenant_id", "department_id", "status", "is_active")
+
+
+@_cached
+def users(warehouse: Warehouse, tenant_id: str | None) -> pl.DataFrame:
+    """Users in scope with their roles; platform staff (no tenant) only platform-wide."""
+    return _query(
+        warehouse,
+        tenant_id,
+        f"""
+        SELECT {", ".join(USER_COLUMNS)}
+        FROM dim_users
+        ORDER BY tenant_id NULLS FIRST, role, user_id
+        """,
+        None,
     )
 
 

@@ -10,12 +10,15 @@ from typing import Annotated
 import typer
 from cryptography.fernet import Fernet
 
+from agentprovision.config import load_config_dir
 from agentprovision.settings import current_actor, load_settings
 from agentprovision.store.audit import append_audit, latest_exported_heads, verify_chain
 from agentprovision.store.db import open_store, session_factory, transaction
-from agentprovision.store.models import User
+from agentprovision.store.models import Tenant, User
 from governance.evidence import EvidenceError, Period, build_sections, write_pack
 from governance.permissions import Action, PermissionDenied, Principal, require
+from governance.privacy import PrivacyError, erase_subject
+from governance.retention import applied_config, apply_retention
 from governance.vault import ENV_VAULT_KEYS, KEY_FILE_NAME, CredentialVault, VaultError, load_keyring, write_key_file
 
 secrets_app = typer.Typer(help="Encrypted integration credentials.", no_args_is_help=True)
@@ -165,3 +168,100 @@ def evidence(
         raise typer.Exit(1) from None
     findings = sum(len(s.findings) for s in sections)
     typer.echo(f"evidence pack for {tenant} {period} written to {target} ({findings} findings)")
+
+
+privacy_app = typer.Typer(help="Data-subject rights: erasure.", no_args_is_help=True)
+
+
+def _denied(factory, actor: str, action: str, target: str, tenant: str | None, exc: Exception) -> None:  # type: ignore[no-untyped-def]
+    """A refusal is itself an audit record, in its own transaction since the attempted one rolled back."""
+    with transaction(factory) as session:
+        append_audit(
+            session,
+            actor=actor,
+            action=action,
+            target_type="tenant",
+            target_id=tenant or "platform",
+            tenant_id=tenant,
+            source="cli",
+            outcome="denied",
+            details={"reason": str(exc)},
+        )
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(1)
+
+
+@privacy_app.command("erase")
+def privacy_erase(
+    tenant: Annotated[str, typer.Option(help="Tenant the subject belongs to.")],
+    subject: Annotated[str, typer.Option(help="The subject's e-mail address.")],
+    also: Annotated[
+        list[str] | None,
+        typer.Option(help="Another form of the subject to erase (name, phone number...); repeat as needed."),
+    ] = None,
+) -> None:
+    """Erase a data subject from the ops store, audit trail, warehouse and state files; print the proof."""
+    settings = load_settings()
+    engine = _engine()
+    factory = session_factory(engine)
+    actor = current_actor()
+    try:
+        with transaction(factory) as session:
+            require(principal_for(session, actor), Action.PRIVACY_ERASE, tenant)
+    except PermissionDenied as exc:
+        _denied(factory, actor, "privacy.erase", tenant, tenant if _tenant_exists(factory, tenant) else None, exc)
+    loaded = load_config_dir(settings.config_dir)
+    try:
+        report = erase_subject(
+            loaded.config if loaded.ok else None, engine, settings, tenant, subject, actor, also=also or []
+        )
+    except PrivacyError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(report.render())
+    if not report.complete:
+        raise typer.Exit(4)
+
+
+def _tenant_exists(factory, tenant_id: str) -> bool:  # type: ignore[no-untyped-def]
+    with transaction(factory) as session:
+        return session.get(Tenant, tenant_id) is not None
+
+
+retention_app = typer.Typer(help="Retention: prune what has outlived each tenant's policy.", no_args_is_help=True)
+
+
+@retention_app.command("apply")
+def retention_apply(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant (default: every tenant).")] = None,
+) -> None:
+    """Enforce the retention policies of the applied config now (the scheduled asset does the same daily)."""
+    settings = load_settings()
+    engine = _engine()
+    factory = session_factory(engine)
+    actor = current_actor()
+    try:
+        with transaction(factory) as session:
+            # Pruning personal data by policy is erasure by another name (GDPR Art. 5(1)(e), 17): the same
+            # permission; for every tenant at once only a platform admin holds it.
+            require(principal_for(session, actor), Action.PRIVACY_ERASE, tenant)
+    except PermissionDenied as exc:
+        _denied(
+            factory,
+            actor,
+            "retention.apply",
+            tenant,
+            tenant if tenant and _tenant_exists(factory, tenant) else None,
+            exc,
+        )
+    config = applied_config(engine)
+    if config is None:
+        typer.echo("error: no config applied yet: run `agentprovision apply` first", err=True)
+        raise typer.Exit(1)
+    if tenant is not None and tenant not in {t.tenant.id for t in config.tenants}:
+        typer.echo(f"error: tenant {tenant!r} is not in the applied config", err=True)
+        raise typer.Exit(1)
+    report = apply_retention(
+        config, engine, warehouse=settings, tenants=[tenant] if tenant else None, actor=actor, source="cli"
+    )
+    typer.echo(report.render())

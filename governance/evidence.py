@@ -94,7 +94,7 @@ def build_sections(session: Session, tenant_id: str, period: Period, now: dateti
         _audit_chain(session, tenant_id, in_period),
         _encryption(session, tenant_id),
         _agent_changes(session, tenant_id, period),
-        _retention(session, tenant),
+        _retention(session, tenant, period),
         _policy_decisions(session, tenant_id, period),
     ]
 
@@ -194,21 +194,38 @@ def _agent_changes(session: Session, tenant_id: str, period: Period) -> Section:
     return Section("agent_changes", rows)
 
 
-def _retention(session: Session, tenant: m.Tenant) -> Section:
+def _retention(session: Session, tenant: m.Tenant, period: Period) -> Section:
+    """The policy in force and every enforcement run in the period (`retention.apply` audit records)."""
     version = session.get(m.ConfigVersion, tenant.config_version)
-    policies = {}
+    policies: dict[str, Any] = {}
     if version is not None:
         for tenant_file in version.content.get("tenants", []):
             if tenant_file["tenant"]["id"] == tenant.tenant_id:
                 policies = tenant_file["tenant"].get("policies", {})
-    row = {
-        "retention_days": policies.get("retention_days"),
-        "store_prompts": policies.get("store_prompts"),
-        "pii_policy": policies.get("pii"),
-        "automated_enforcement": False,
-    }
-    findings = ["retention is configured but no scheduled enforcement has run yet"]
-    return Section("retention", [row], findings)
+    runs = session.scalars(
+        select(m.AuditRecord)
+        .where(
+            m.AuditRecord.tenant_id == tenant.tenant_id,
+            m.AuditRecord.action == "retention.apply",
+            m.AuditRecord.occurred_at >= period.start,
+            m.AuditRecord.occurred_at < period.end,
+        )
+        .order_by(m.AuditRecord.seq)
+    ).all()
+    rows = [
+        {
+            "applied_at": run.details.get("applied_at") or _aware(run.occurred_at).isoformat(),
+            "applied_by": run.actor,
+            "outcome": run.outcome,
+            "retention_days": policies.get("retention_days"),
+            "store_prompts": policies.get("store_prompts"),
+            "policy_days": json.dumps(run.details.get("policy_days", {}), sort_keys=True),
+            "counts": json.dumps(run.details.get("counts", {}), sort_keys=True),
+        }
+        for run in runs
+    ]
+    findings = [] if runs else ["no retention enforcement run is recorded for this tenant in the period"]
+    return Section("retention", rows, findings)
 
 
 def _policy_decisions(session: Session, tenant_id: str, period: Period) -> Section:

@@ -4,18 +4,57 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets.governance import audit_chain_heads
+from assets.agents import agent_work
+from assets.connectors import connector_syncs
+from assets.governance import audit_chain_heads, compliance_evidence, data_retention
 from assets.ingestion import raw_ops_tables
 from assets.warehouse import dbt_models, published_warehouse
-from orchestration.jobs import audit_heads_job, full_pass_job
+from orchestration.checks import raw_event_suites
+from orchestration.jobs import (
+    agent_work_job,
+    audit_heads_job,
+    compliance_evidence_job,
+    connector_sync_job,
+    full_pass_job,
+    retention_job,
+)
 from orchestration.resources import build_resources
-from orchestration.schedules import audit_heads_daily, full_pass_every_15_minutes
-from orchestration.sensors import agent_schedules_sensor, alert_delivery_sensor, tenant_partitions_sensor
+from orchestration.schedules import (
+    audit_heads_daily,
+    compliance_evidence_daily,
+    full_pass_every_15_minutes,
+    retention_daily,
+)
+from orchestration.sensors import (
+    agent_schedules_sensor,
+    alert_delivery_sensor,
+    connector_schedules_sensor,
+    dispatch_sensor,
+    run_failure_sensor,
+    tenant_partitions_sensor,
+)
 
 defs = dg.Definitions(
-    assets=[raw_ops_tables, dbt_models, published_warehouse, audit_chain_heads],
-    jobs=[full_pass_job, audit_heads_job],
-    schedules=[full_pass_every_15_minutes, audit_heads_daily],
-    sensors=[tenant_partitions_sensor, agent_schedules_sensor, alert_delivery_sensor],
+    assets=[
+        raw_ops_tables,
+        dbt_models,
+        published_warehouse,
+        agent_work,
+        connector_syncs,
+        audit_chain_heads,
+        compliance_evidence,
+        data_retention,
+    ],
+    asset_checks=[raw_event_suites],
+    jobs=[full_pass_job, agent_work_job, connector_sync_job, audit_heads_job, compliance_evidence_job, retention_job],
+    schedules=[full_pass_every_15_minutes, audit_heads_daily, compliance_evidence_daily, retention_daily],
+    sensors=[
+        tenant_partitions_sensor,
+        agent_schedules_sensor,
+        dispatch_sensor,
+        connector_schedules_sensor,
+        alert_delivery_sensor,
+        run_failure_sensor,
+    ],
     resources=build_resources(),
 )

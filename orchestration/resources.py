@@ -10,6 +10,7 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 from sqlalchemy import Engine
 
+from agentprovision.dispatch import DispatchLimits
 from agentprovision.settings import published_copy_of
 from agentprovision.store.db import open_store
 from orchestration.dbt_project import dbt_project
@@ -39,6 +40,17 @@ class WarehouseResource(dg.ConfigurableResource):
         return published_copy_of(self.path)
 
 
+class DispatchResource(dg.ConfigurableResource):
+    """Limits of the dispatch sensor (see agentprovision/dispatch.py); the run queue enforces them again."""
+
+    global_runs: int = 20
+    per_tenant_runs: int = 1
+    batch_size: int = 50
+
+    def limits(self) -> DispatchLimits:
+        return DispatchLimits(self.global_runs, self.per_tenant_runs, self.batch_size)
+
+
 def _dbt_executable() -> str:
     """The dbt installed beside this Python, so it is found even when the venv is not on PATH."""
     beside = Path(sys.executable).parent / "dbt"
@@ -50,4 +62,5 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
         "ops_store": OpsStoreResource(database_url=dg.EnvVar("AGENTPROVISION_DATABASE_URL")),
         "warehouse": WarehouseResource(duckdb_path=dg.EnvVar("AGENTPROVISION_DUCKDB_PATH")),
         "dbt": DbtCliResource(project_dir=dbt_project(), dbt_executable=_dbt_executable()),
+        "dispatch": DispatchResource(),
     }

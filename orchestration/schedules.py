@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from orchestration.jobs import audit_heads_job, full_pass_job
+from orchestration.jobs import audit_heads_job, compliance_evidence_job, full_pass_job, retention_job
+from orchestration.partitions import TENANT_TAG, tenant_partitions
 
 full_pass_every_15_minutes = dg.ScheduleDefinition(
     name="full_pass_every_15_minutes",
@@ -20,4 +21,38 @@ audit_heads_daily = dg.ScheduleDefinition(
     cron_schedule="5 0 * * *",
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Daily: verify every audit chain and export its head, so a cut-off tail is caught.",
+)
+
+
+def each_tenant_daily(name: str, job: dg.UnresolvedAssetJobDefinition, cron: str, description: str):
+    """A daily schedule that launches one run per tenant partition (partitions, not schedules, scale with tenants)."""
+
+    @dg.schedule(
+        name=name, job=job, cron_schedule=cron, default_status=dg.DefaultScheduleStatus.RUNNING, description=description
+    )
+    def _schedule(context: dg.ScheduleEvaluationContext):
+        tenants = sorted(context.instance.get_dynamic_partitions(tenant_partitions.name))
+        if not tenants:
+            return dg.SkipReason("no tenant partitions yet (the tenant partition sensor adds them from config)")
+        day = context.scheduled_execution_time.strftime("%Y-%m-%d")
+        return [
+            dg.RunRequest(run_key=f"{name}:{tenant}:{day}", partition_key=tenant, tags={TENANT_TAG: tenant})
+            for tenant in tenants
+        ]
+
+    return _schedule
+
+
+compliance_evidence_daily = each_tenant_daily(
+    "compliance_evidence_daily",
+    compliance_evidence_job,
+    "30 1 * * *",
+    "Daily: every tenant's evidence pack for the month to date.",
+)
+
+retention_daily = each_tenant_daily(
+    "retention_daily",
+    retention_job,
+    "0 2 * * *",
+    "Daily: every tenant's retention policy; the runs take turns writing the warehouse.",
 )

@@ -1,126 +1,48 @@
-"""The Streamlit dashboards, run headless with AppTest over a small hand-made published warehouse.
+"""The Streamlit dashboards, run headless with AppTest, per page and per role.
 
-The marts are created here with plain SQL (no dbt), in the `marts` schema the dbt project uses, in the
-file `published_duckdb_path` names when AGENTPROVISION_DUCKDB_PATH points into tmp_path.
+The warehouse is hand-made (tests/dashboard_fixtures.py) in the `marts` schema the dbt project uses,
+at the path `published_duckdb_path` names when AGENTPROVISION_DUCKDB_PATH points into tmp_path. The
+ops store is the example config applied to SQLite: the development sign-in offers its users, and the
+role and tenant of the chosen user decide what every page shows.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import uuid
+import zipfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import polars as pl
 import pytest
 import streamlit as st
+from sqlalchemy import select, update
 from streamlit.testing.v1 import AppTest
 
 from agentprovision.settings import load_settings
-from dashboards import data, ui
+from agentprovision.store import models as m
+from agentprovision.store.agent_models import AgentApproval
+from agentprovision.store.db import make_engine, session_factory, transaction
+from dashboards import auth, data, ops, ui
+from tests.dashboard_fixtures import CONTRACT_MARTS_SQL, MARTS_SQL, build_ops_store, copy_ops_store, write_warehouse
 
 APP = Path(__file__).resolve().parent.parent / "dashboards" / "streamlit_app.py"
 TIMEOUT = 60  # the first run imports polars, altair and duckdb
 # Read-only st.dataframe elements carry no key into AppTest's tree, so tables are found by page order.
 AGENTS_TABLE = 0
-AUDIT_TABLE, CONFIG_VERSIONS_TABLE = 0, 1
 
-# The columns the dashboards read, in the shapes dbt_project/models/marts builds (a subset of them).
-MARTS_SQL = """
-CREATE SCHEMA marts;
-CREATE TABLE marts.dim_tenants (
-    tenant_id VARCHAR, display_name VARCHAR, region VARCHAR, plan VARCHAR, status VARCHAR, is_active BOOLEAN,
-    budget_hard_usd DECIMAL(18, 8), budget_soft_usd DECIMAL(18, 8),
-    department_count INTEGER, user_count INTEGER, agent_count INTEGER, active_agent_count INTEGER
-);
-INSERT INTO marts.dim_tenants VALUES
-    ('acme', 'Acme Manufacturing', 'us', 'enterprise', 'active', true, 1500, 1200, 2, 3, 3, 2),
-    ('globex', 'Globex', 'eu', 'business', 'active', true, 800, 600, 1, 2, 1, 1),
-    ('oldco', 'Oldco', 'us', 'starter', 'removed', false, 100, NULL, 0, 0, 0, 0);
-
-CREATE TABLE marts.dim_departments (
-    department_key VARCHAR, tenant_id VARCHAR, department_id VARCHAR, department_name VARCHAR,
-    cost_centre VARCHAR, budget_hard_usd DECIMAL(18, 8), status VARCHAR, is_active BOOLEAN
-);
-INSERT INTO marts.dim_departments VALUES
-    ('acme/engineering', 'acme', 'engineering', 'Engineering', 'CC-1100', 900, 'active', true),
-    ('acme/platform-ops', 'acme', 'platform-ops', 'Platform Operations', 'CC-1200', 400, 'active', true),
-    ('globex/research', 'globex', 'research', 'Research', 'GX-7', NULL, 'active', true),
-    ('oldco/ops', 'oldco', 'ops', 'Ops', NULL, NULL, 'removed', false);
-
-CREATE TABLE marts.dim_users (
-    user_id VARCHAR, user_name VARCHAR, role VARCHAR, is_platform_user BOOLEAN, tenant_id VARCHAR,
-    department_id VARCHAR, status VARCHAR, is_active BOOLEAN
-);
-INSERT INTO marts.dim_users VALUES
-    ('root@platform.example', 'Root', 'platform_admin', true, NULL, NULL, 'active', true),
-    ('dana@acme.example', 'Dana Reyes', 'tenant_admin', false, 'acme', NULL, 'active', true),
-    ('omar@acme.example', 'Omar Haddad', 'agent_operator', false, 'acme', 'engineering', 'active', true),
-    ('li@acme.example', 'Li Wei', 'analyst', false, 'acme', 'engineering', 'active', true),
-    ('gone@acme.example', 'Gone', 'analyst', false, 'acme', NULL, 'removed', false),
-    ('hank@globex.example', 'Hank Scorpio', 'tenant_admin', false, 'globex', NULL, 'active', true),
-    ('sam@globex.example', 'Sam Lee', 'analyst', false, 'globex', 'research', 'active', true);
-
-CREATE TABLE marts.dim_agents (
-    agent_id VARCHAR, agent_name VARCHAR, agent_type VARCHAR, agent_version VARCHAR,
-    tenant_id VARCHAR, tenant_display_name VARCHAR, department_id VARCHAR, department_name VARCHAR,
-    cost_centre VARCHAR, owner_user_id VARCHAR, owner_name VARCHAR,
-    status VARCHAR, is_active BOOLEAN, schedule VARCHAR, trigger_count INTEGER, tool_count INTEGER,
-    required_tier VARCHAR, min_context_window INTEGER, max_steps INTEGER, max_tokens INTEGER,
-    max_wall_seconds INTEGER, budget_hard_usd DECIMAL(18, 8), budget_soft_usd DECIMAL(18, 8),
-    config_version INTEGER, updated_at TIMESTAMPTZ
-);
-INSERT INTO marts.dim_agents VALUES
-    ('acme-code-reviewer', 'Code reviewer', 'full_stack_development', '1.2.0', 'acme', 'Acme Manufacturing',
-     'engineering', 'Engineering', 'CC-1100', 'omar@acme.example', 'Omar Haddad', 'active', true,
-     '0 7 * * 1-5', 0, 3, 'advanced', 100000, 12, 60000, 600, 300, 250, 2, '2025-01-05 10:00:00+00'),
-    ('acme-deploy-doctor', 'Deploy doctor', 'devops_infrastructure', '0.9.1', 'acme', 'Acme Manufacturing',
-     'platform-ops', 'Platform Operations', 'CC-1200', 'omar@acme.example', 'Omar Haddad', 'active', true,
-     NULL, 1, 3, 'standard', NULL, 8, 20000, 300, NULL, NULL, 1, '2025-01-01 10:00:00+00'),
-    ('acme-qa-triage', 'QA triage', 'qa_testing', '2.0.0', 'acme', 'Acme Manufacturing',
-     'engineering', 'Engineering', 'CC-1100', 'omar@acme.example', 'Omar Haddad', 'paused', false,
-     NULL, 0, 2, 'basic', NULL, 8, 20000, 300, NULL, NULL, 1, '2025-01-01 10:00:00+00'),
-    ('acme-old-bot', 'Old bot', 'documentation', '0.1.0', 'acme', 'Acme Manufacturing',
-     NULL, NULL, NULL, NULL, NULL, 'retired', false,
-     NULL, 0, 1, 'basic', NULL, 4, 1000, 60, NULL, NULL, 1, '2025-01-01 10:00:00+00'),
-    ('globex-bi', 'BI analyst', 'business_intelligence', '1.0.0', 'globex', 'Globex',
-     'research', 'Research', 'GX-7', 'sam@globex.example', 'Sam Lee', 'active', true,
-     '0 6 * * *', 0, 2, 'standard', NULL, 10, 40000, 600, 50, 40, 1, '2025-01-01 10:00:00+00');
-
-CREATE TABLE marts.dim_models (
-    deployment_id VARCHAR, model_name VARCHAR, provider VARCHAR, tier VARCHAR, regions_json VARCHAR,
-    context_window INTEGER, tenant_id VARCHAR, status VARCHAR
-);
-INSERT INTO marts.dim_models VALUES
-    ('sandbox-fast', 'fast', 'sandbox', 'basic', '["us","eu"]', 32000, NULL, 'active');
-
-CREATE TABLE marts.fct_audit_events (
-    seq BIGINT, record_id VARCHAR, occurred_at TIMESTAMPTZ, actor VARCHAR, tenant_id VARCHAR,
-    is_platform_action BOOLEAN, action VARCHAR, target_type VARCHAR, target_id VARCHAR
-);
-INSERT INTO marts.fct_audit_events VALUES
-    (1, 'r1', '2025-01-01 10:00+00',
-     'root@platform.example', NULL, true, 'config.apply', 'config_version', '1'),
-    (2, 'r2', '2025-01-02 10:00+00',
-     'dana@acme.example', 'acme', false, 'agent.pause', 'agent', 'acme-qa-triage'),
-    (3, 'r3', '2025-01-03 10:00+00',
-     'hank@globex.example', 'globex', false, 'approval.grant', 'approval', 'a-1'),
-    (4, 'r4', '2025-01-04 10:00+00',
-     'omar@acme.example', 'acme', false, 'approval.grant', 'approval', 'a-2');
-
-CREATE TABLE marts.fct_config_versions (
-    config_version INTEGER, applied_at TIMESTAMPTZ, applied_by VARCHAR, summary VARCHAR, change_count INTEGER,
-    is_rollback BOOLEAN, rollback_of_version INTEGER, is_current BOOLEAN
-);
-INSERT INTO marts.fct_config_versions VALUES
-    (1, '2025-01-01 10:00:00+00', 'root@platform.example', '+3 tenants, +5 agents', 20, false, NULL, false),
-    (2, '2025-01-05 10:00:00+00', 'root@platform.example', '~1 agent', 1, false, NULL, true);
-
--- a decoy below the marts with a mart's name: the dashboards must never read it
-CREATE SCHEMA raw;
-CREATE TABLE raw.dim_agents AS SELECT * FROM marts.dim_agents;
-INSERT INTO raw.dim_agents (agent_id, agent_name, tenant_id, agent_type, status, is_active)
-    VALUES ('raw-only', 'Raw only', 'acme', 'documentation', 'active', true);
-"""
+PLATFORM_ADMIN = "ops@agentprovision.example"
+PLATFORM_AUDITOR = "audit@agentprovision.example"
+ACME_ADMIN = "dana@acme.example"
+ACME_OPERATOR = "omar@acme.example"
+ACME_FINANCE = "fiona@acme.example"
+ACME_ANALYST = "li@acme.example"
+GLOBEX_ADMIN = "greta@globex.example"
+GLOBEX_AUDITOR = "hugo@globex.example"
 
 
 @pytest.fixture(autouse=True)
@@ -130,11 +52,25 @@ def _fresh_caches() -> Iterator[None]:
     st.cache_data.clear()
 
 
+@pytest.fixture(scope="module")
+def ops_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("ops") / "ops.db"
+    build_ops_store(path)
+    return path
+
+
 @pytest.fixture
-def warehouse_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def ops_url(tmp_path: Path, ops_template: Path) -> str:
+    return copy_ops_store(ops_template, tmp_path / "ops.db")
+
+
+@pytest.fixture
+def warehouse_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ops_url: str) -> Path:
     """Point the settings at tmp_path; return where the published warehouse is expected (not yet created)."""
     monkeypatch.setenv("AGENTPROVISION_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("AGENTPROVISION_DUCKDB_PATH", str(tmp_path / "warehouse.duckdb"))
+    monkeypatch.setenv("AGENTPROVISION_DATABASE_URL", ops_url)
+    monkeypatch.delenv("AGENTPROVISION_WAREHOUSE_TARGET", raising=False)
     published = load_settings().published_duckdb_path
     assert published == (tmp_path / "warehouse_published.duckdb").resolve()
     return published
@@ -142,17 +78,36 @@ def warehouse_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def published(warehouse_env: Path) -> Path:
-    with duckdb.connect(str(warehouse_env)) as con:
-        con.execute(MARTS_SQL)
-    return warehouse_env
+    return write_warehouse(warehouse_env)
 
 
-def _app() -> AppTest:
-    return AppTest.from_file(APP, default_timeout=TIMEOUT)
+def _app(user: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    if user is not None:
+        at.session_state[auth.DEV_USER_KEY] = user
+    return at
+
+
+def _open(page: str | None, user: str | None = None) -> AppTest:
+    at = _app(user).run()
+    assert not at.exception, at.exception
+    if page is not None:
+        at.switch_page(f"app_pages/{page}.py").run()
+        assert not at.exception, at.exception
+    return at
 
 
 def _metrics(at: AppTest) -> dict[str, str]:
     return {metric.label: metric.value for metric in at.metric}
+
+
+def _frames(at: AppTest) -> list[pl.DataFrame]:
+    return [pl.from_pandas(frame.value) for frame in at.dataframe]
+
+
+def _text(at: AppTest) -> str:
+    parts = [e.value for kind in ("markdown", "caption", "info", "warning", "error", "success") for e in at.get(kind)]
+    return "\n".join(str(p) for p in parts)
 
 
 def _select_tenant(at: AppTest, tenant_id: str) -> AppTest:
@@ -161,17 +116,32 @@ def _select_tenant(at: AppTest, tenant_id: str) -> AppTest:
     return at
 
 
+def _all_values(at: AppTest, column: str) -> set:
+    found: set = set()
+    for frame in _frames(at):
+        if column in frame.columns:
+            found |= set(frame[column].drop_nulls().to_list())
+    return found
+
+
+# --- platform admin (the development default) -------------------------------------------------------
+
+
 def test_overview_counts_everything_then_one_tenant(published: Path) -> None:
-    at = _app().run()
-    assert not at.exception, at.exception
+    at = _open(None)
+    metrics = _metrics(at)
     # removed tenants, departments and users don't count, retired agents don't, platform staff don't
-    assert _metrics(at) == {
+    assert {k: metrics[k] for k in ("Tenants", "Departments", "Agents", "Active agents", "Users")} == {
         "Tenants": "2",
         "Departments": "3",
         "Agents": "4",
         "Active agents": "3",
         "Users": "5",
     }
+    assert metrics["Runs today"] == "4"  # r-a1, r-a2, r-a3, r-g1; r-g2 was yesterday
+    assert metrics["Success rate today"] == "75.0%"
+    assert metrics["Spend month to date"] == "$8.25"
+    assert metrics["Budget alerts"] == "1"  # acme's forecast goes over
     tenant_box = at.sidebar.selectbox(key=ui.TENANT_KEY)
     assert tenant_box.options == [
         "All tenants",
@@ -179,24 +149,17 @@ def test_overview_counts_everything_then_one_tenant(published: Path) -> None:
         "Globex (globex)",
         "Oldco (oldco) · removed",
     ]
-    assert len(at.get("vega_lite_chart")) == 2  # agents by type, users by role
-    assert list(at.dataframe[0].value["tenant_id"]) == ["acme", "globex", "oldco"]
+    assert len(at.get("vega_lite_chart")) == 2  # runs by day, agents by type
 
     _select_tenant(at, "acme")
-    assert _metrics(at) == {
-        "Tenants": "1",
-        "Departments": "2",
-        "Agents": "3",
-        "Active agents": "2",
-        "Users": "3",
-    }
-    assert list(at.dataframe[0].value["tenant_id"]) == ["acme"]
+    metrics = _metrics(at)
+    assert metrics["Tenants"] == "1" and metrics["Agents"] == "3" and metrics["Users"] == "3"
+    assert metrics["Runs today"] == "3" and metrics["Spend month to date"] == "$4.00"
+    assert _all_values(at, "tenant_id") == {"acme"}
 
 
 def test_agents_table_follows_the_sidebar_tenant(published: Path) -> None:
-    at = _app().run()
-    at.switch_page("app_pages/agents.py").run()
-    assert not at.exception, at.exception
+    at = _open("agents")
     fleet = at.dataframe[AGENTS_TABLE].value
     assert sorted(fleet["agent_id"]) == [
         "acme-code-reviewer",
@@ -205,88 +168,332 @@ def test_agents_table_follows_the_sidebar_tenant(published: Path) -> None:
         "acme-qa-triage",
         "globex-bi",
     ]  # every agent, retired too; and never the raw decoy
-    assert {"agent_type", "agent_version", "status", "owner_user_id", "schedule", "department_name"} <= set(
+    assert {"agent_type", "agent_version", "status", "owner_user_id", "schedule", "last_run_at", "cost_30d_usd"} <= set(
         fleet.columns
     )
+    reviewer = fleet.set_index("agent_id").loc["acme-code-reviewer"]
+    assert reviewer["runs_30d"] == 2 and float(reviewer["cost_30d_usd"]) == pytest.approx(3.5)
 
     _select_tenant(at, "globex")
     fleet = at.dataframe[AGENTS_TABLE].value
     assert list(fleet["agent_id"]) == ["globex-bi"]
-    assert set(fleet["tenant_id"]) == {"globex"}
-    # the detail picker only offers agents in scope
     assert at.selectbox(key="agents_detail").options == ["BI analyst (globex-bi)"]
 
-    _select_tenant(at, "acme")
-    fleet = at.dataframe[AGENTS_TABLE].value
-    assert set(fleet["tenant_id"]) == {"acme"} and len(fleet) == 4
 
-
-def test_agents_filters_and_detail(published: Path) -> None:
-    at = _app().run()
-    at.switch_page("app_pages/agents.py").run()
+def test_agents_filters_detail_versions_and_runs(published: Path) -> None:
+    at = _open("agents")
     at.multiselect(key="agents_status_filter").select("paused").run()
-    assert not at.exception, at.exception
     assert list(at.dataframe[AGENTS_TABLE].value["agent_id"]) == ["acme-qa-triage"]
 
     at.multiselect(key="agents_status_filter").unselect("paused").run()
-    at.multiselect(key="agents_type_filter").select("devops_infrastructure").run()
-    assert list(at.dataframe[AGENTS_TABLE].value["agent_id"]) == ["acme-deploy-doctor"]
-    assert at.selectbox(key="agents_detail").value == "acme-deploy-doctor"
-    assert {metric.label: metric.value for metric in at.metric} == {
-        "Type": "devops_infrastructure",
-        "Version": "0.9.1",
-        "Status": "active",
-    }
-    detail = at.table[0].value
-    text = detail.to_string()
-    assert "Platform Operations (platform-ops)" in text
-    assert "Omar Haddad (omar@acme.example)" in text
-    assert "8 / 20000 / 300" in text
-
-
-def test_compliance_audit_search_and_config_history(published: Path) -> None:
-    at = _app().run()
-    at.switch_page("app_pages/compliance.py").run()
+    at.multiselect(key="agents_type_filter").select("full_stack_development").run()
     assert not at.exception, at.exception
-    audit = at.dataframe[AUDIT_TABLE].value
+    assert at.selectbox(key="agents_detail").value == "acme-code-reviewer"
+    assert {"Type": "full_stack_development", "Version": "1.2.0", "Status": "active"}.items() <= _metrics(at).items()
+    text = at.table[0].value.to_string()
+    assert "Engineering (engineering)" in text and "12 / 60000 / 600" in text and "$300.00 / $250.00" in text
+    frames = _frames(at)
+    versions = next(f for f in frames if "valid_from" in f.columns)
+    assert versions["version"].to_list() == ["1.2.0", "1.1.0"]
+    runs = next(f for f in frames if "outcomes_count" in f.columns)
+    assert sorted(runs["run_id"].to_list()) == ["r-a1", "r-a2"]
+
+
+def test_monitoring_rates_breakdown_and_failed_runs(published: Path) -> None:
+    at = _open("monitoring")
+    assert not at.exception, at.exception
+    metrics = _metrics(at)
+    assert metrics["Runs"] == "5" and metrics["Error rate"] == "40.0%"
+    assert len(at.get("vega_lite_chart")) == 3  # runs, latency, rates
+    assert at.selectbox(key="monitoring_breakdown").options == ["tenant", "agent", "agent type", "department"]
+    frames = _frames(at)
+    failed = next(f for f in frames if "error_class" in f.columns)
+    assert sorted(failed["run_id"].to_list()) == ["r-a3", "r-g2"]
+    breakdown = next(f for f in frames if "success_rate" in f.columns)
+    assert breakdown.sort("group")["runs"].to_list() == [3, 2]
+
+    at.selectbox(key="monitoring_window").select("Last 24 hours").run()
+    assert _metrics(at)["Runs"] == "4"  # yesterday's globex failure drops out
+
+
+def test_costs_spend_budgets_chargeback_and_invoices(published: Path) -> None:
+    at = _open("costs")
+    assert not at.exception, at.exception
+    assert _metrics(at)["Spend"] == "$8.25"
+    assert len(at.get("vega_lite_chart")) >= 3  # spend bars, daily spend, burn-down
+    frames = _frames(at)
+    budgets = next(f for f in frames if "budget_level" in f.columns)
+    assert budgets["scope_id"].to_list() == ["platform", "acme", "globex", "acme/engineering"]
+    chargeback = next(f for f in frames if "BilledCost" in f.columns)
+    assert list(chargeback.columns) == list(data.FOCUS_COLUMNS)
+    assert sorted(chargeback["SubAccountId"].to_list()) == ["acme", "acme", "globex"]
+    invoices = next(f for f in frames if "variance_usd" in f.columns)
+    assert invoices.height == 3  # the platform-wide invoice line too
+    downloads = at.get("download_button")
+    assert len(downloads) == 2
+
+    _select_tenant(at, "globex")
+    frames = _frames(at)
+    assert next(f for f in frames if "budget_level" in f.columns)["scope_id"].to_list() == ["globex"]
+    assert next(f for f in frames if "BilledCost" in f.columns)["SubAccountId"].to_list() == ["globex"]
+    assert next(f for f in frames if "variance_usd" in f.columns)["tenant_id"].to_list() == ["globex"]
+    assert "tenant" not in at.selectbox(key="costs_spend_by").options
+
+
+def test_chargeback_export_is_focus_csv_and_parquet(published: Path) -> None:
+    warehouse = data.current_warehouse()
+    assert warehouse is not None
+    month = data.chargeback_months(warehouse, "acme")[0]
+    lines = data.chargeback(warehouse, "acme", month)
+    assert lines["SubAccountId"].unique().to_list() == ["acme"]
+    round_trip = pl.read_parquet(io.BytesIO(_parquet_bytes(lines)))
+    assert round_trip.columns == list(data.FOCUS_COLUMNS) and round_trip.height == 2
+    assert pl.read_csv(io.StringIO(lines.write_csv())).columns == list(data.FOCUS_COLUMNS)
+
+
+def _parquet_bytes(frame: pl.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer)
+    return buffer.getvalue()
+
+
+def test_compliance_audit_search_policy_guardrails_and_retention(published: Path) -> None:
+    at = _open("compliance")
+    audit = at.dataframe[0].value
     assert list(audit["seq"]) == [4, 3, 2, 1]  # newest first
-    assert list(at.dataframe[CONFIG_VERSIONS_TABLE].value["config_version"]) == [2, 1]
 
     at.text_input(key="compliance_actor").input("ACME.example").run()
-    assert list(at.dataframe[AUDIT_TABLE].value["actor"]) == [
-        "omar@acme.example",
-        "dana@acme.example",
-    ]
+    assert list(at.dataframe[0].value["actor"]) == ["omar@acme.example", "dana@acme.example"]
     at.multiselect(key="compliance_actions").select("approval.grant").run()
-    assert list(at.dataframe[AUDIT_TABLE].value["seq"]) == [4]
+    assert list(at.dataframe[0].value["seq"]) == [4]
 
     at.text_input(key="compliance_actor").input("").run()
+    at.multiselect(key="compliance_actions").unselect("approval.grant").run()
     _select_tenant(at, "globex")
-    audit = at.dataframe[AUDIT_TABLE].value
-    assert list(audit["seq"]) == [3] and set(audit["tenant_id"]) == {"globex"}
-    # config versions are platform-wide, so they stay
-    assert len(at.dataframe[CONFIG_VERSIONS_TABLE].value) == 2
+    assert list(at.dataframe[0].value["seq"]) == [3]
+    frames = _frames(at)
+    violations = next(f for f in frames if "reason" in f.columns and "kinds" in f.columns)
+    assert violations["tenant_id"].to_list() == ["globex"] and violations["action"].to_list() == ["mask"]
+    retention = next(f for f in frames if "retention_days" in f.columns)
+    assert retention["tenant_id"].to_list() == ["globex"]
+    # globex's one model call is 400 days old, past its retention
+    assert retention["status"].to_list() == ["data older than policy"]
+
+
+def test_compliance_verifies_the_live_audit_chain(published: Path) -> None:
+    at = _open("compliance")
+    at.button(key="compliance_verify").click().run()
+    assert not at.exception, at.exception
+    assert [s.value for s in at.success][0].startswith("Audit trail intact:")
 
 
 def test_search_text_is_a_parameter_not_sql(published: Path) -> None:
-    at = _app().run()
-    at.switch_page("app_pages/compliance.py").run()
+    at = _open("compliance")
     at.text_input(key="compliance_actor").input("' OR 1=1 --").run()
     assert not at.exception, at.exception
-    assert at.dataframe[AUDIT_TABLE].value.empty
+    assert at.dataframe[0].value.empty
 
 
-@pytest.mark.parametrize("page", [None, "app_pages/agents.py", "app_pages/compliance.py"])
+def test_admin_shows_users_integrations_and_config_versions(published: Path) -> None:
+    at = _open("admin")
+    frames = _frames(at)
+    users = next(f for f in frames if "user_name" in f.columns)
+    assert "root@platform.example" in users["user_id"].to_list()  # platform staff, platform-wide only
+    integrations = next(f for f in frames if "health" in f.columns)
+    assert set(integrations["tenant_id"]) == {"acme", "globex", "initech"}
+    assert set(integrations["health"]) == {"never synced"}
+    versions = next(f for f in frames if "config_version" in f.columns)
+    assert versions["config_version"].to_list() == [2, 1]
+
+
+# --- roles and tenant scoping --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("page", [None, "monitoring", "agents"])
+def test_a_tenant_analyst_never_sees_another_tenant(published: Path, page: str | None) -> None:
+    at = _open(page, ACME_ANALYST)
+    tenant_box = at.sidebar.selectbox(key=ui.TENANT_KEY)
+    assert tenant_box.options == ["acme"] and tenant_box.disabled
+    assert _all_values(at, "tenant_id") <= {"acme"}
+    everything = " ".join(str(v) for frame in _frames(at) for v in frame.to_dicts())
+    assert "globex" not in everything and "r-g1" not in everything
+
+
+def test_pages_are_listed_by_role(published: Path) -> None:
+    # A page the role cannot open is not registered with st.navigation at all.
+    for user, hidden in ((ACME_ANALYST, "costs"), (ACME_FINANCE, "compliance"), (ACME_OPERATOR, "admin")):
+        at = _app(user).run()
+        with pytest.raises(ValueError, match="Could not find a navigation page"):
+            at.switch_page(f"app_pages/{hidden}.py")
+    for user, shown in ((ACME_FINANCE, "costs"), (GLOBEX_AUDITOR, "compliance"), (ACME_ADMIN, "admin")):
+        at = _open(shown, user)
+        assert at.title[0].value != "Overview", (user, shown)
+
+
+def test_analyst_sees_no_money(published: Path) -> None:
+    at = _open(None, ACME_ANALYST)
+    assert "Spend month to date" not in _metrics(at)
+    assert not {"budget_hard_usd", "budget_soft_usd"} & set(at.dataframe[-1].value.columns)
+    at.switch_page("app_pages/agents.py").run()
+    assert "cost_30d_usd" not in at.dataframe[AGENTS_TABLE].value.columns
+    at.switch_page("app_pages/monitoring.py").run()
+    assert all("cost_usd" not in frame.columns for frame in _frames(at))
+
+
+def test_finance_sees_costs_but_no_prompts(published: Path, ops_url: str) -> None:
+    _queue_acme_task(ops_url, "summarise the incident for the CFO")
+    at = _open("costs", ACME_FINANCE)
+    assert _metrics(at)["Spend"] == "$4.00"
+    assert _all_values(at, "SubAccountId") == {"acme"}
+    at.switch_page("app_pages/agents.py").run()
+    assert not at.exception, at.exception
+    queue = next(f for f in _frames(at) if "submitted_by" in f.columns)
+    assert queue.height == 1 and "instructions" not in queue.columns
+    assert "summarise the incident" not in str(_frames(at))
+    assert not at.get("text_area")  # finance cannot submit tasks
+
+    at = _open("agents", ACME_ANALYST)  # an analyst may read prompts
+    queue = next(f for f in _frames(at) if "submitted_by" in f.columns)
+    assert queue["instructions"].to_list() == ["summarise the incident for the CFO"]
+
+
+def test_only_approvers_see_the_approval_controls(published: Path, ops_url: str) -> None:
+    approval_id = _pending_approval(ops_url)
+    operator = _open("agents", ACME_OPERATOR)
+    approvals = next(f for f in _frames(operator) if "approval_id" in f.columns)
+    assert approvals["approval_id"].to_list() == [approval_id] and "arguments" in approvals.columns
+    buttons = {b.key for b in operator.button}
+    if ops.approval_decider() is None:
+        assert "read-only" in _text(operator)
+    else:
+        assert {f"approve_{approval_id}", f"reject_{approval_id}"} <= buttons
+
+    for viewer in (ACME_FINANCE, ACME_ANALYST):
+        at = _open("agents", viewer)
+        assert not any(b.key.startswith(("approve_", "reject_")) for b in at.button if b.key)
+        assert "only approvers" in _text(at)
+    finance = _open("agents", ACME_FINANCE)
+    assert "arguments" not in next(f for f in _frames(finance) if "approval_id" in f.columns).columns
+
+    globex = _open("agents", GLOBEX_ADMIN)  # an approver, but of another tenant
+    assert not any("approval_id" in f.columns for f in _frames(globex))
+    assert not any(b.key.startswith(("approve_", "reject_")) for b in globex.button if b.key)
+
+
+def test_an_operator_submits_a_task_and_it_is_audited(published: Path, ops_url: str) -> None:
+    at = _open("agents", ACME_OPERATOR)
+    at.selectbox(key="agents_detail").select("acme-code-reviewer").run()
+    at.text_area(key="agents_submit_text").input("review PR 42")  # held by the form until submitted
+    at.button(key="FormSubmitter:agents_submit_form-Queue task").click().run()
+    assert not at.exception, at.exception
+    assert any(s.value.startswith("Queued task") for s in at.success)
+    engine = make_engine(ops_url)
+    with transaction(session_factory(engine)) as session:
+        task = session.scalar(select(m.Task).where(m.Task.source == "dashboard"))
+        assert task is not None and task.agent_id == "acme-code-reviewer" and task.tenant_id == "acme"
+        assert task.input == {"instructions": "review PR 42", "submitted_by": ACME_OPERATOR}
+        audit = session.scalar(select(m.AuditRecord).where(m.AuditRecord.action == "task.submit"))
+        assert audit.actor == ACME_OPERATOR and audit.source == "dashboard" and audit.target_id == task.task_id
+    engine.dispose()
+
+
+def test_a_task_for_another_tenants_agent_is_refused_and_audited(published: Path, ops_url: str) -> None:
+    engine = make_engine(ops_url)
+    omar = ops.principal_for(engine, ACME_OPERATOR)
+    with pytest.raises(ops.PermissionDenied):
+        ops.submit_task(engine, omar, "globex", "globex-analyst", "exfiltrate")
+    with pytest.raises(ValueError, match="empty"):
+        ops.submit_task(engine, omar, "acme", "acme-code-reviewer", "   ")
+    with transaction(session_factory(engine)) as session:
+        denied = session.scalar(select(m.AuditRecord).where(m.AuditRecord.outcome == "denied"))
+        assert denied.actor == ACME_OPERATOR and denied.action == "task.submit" and denied.tenant_id == "acme"
+        assert session.scalar(select(m.Task)) is None
+    engine.dispose()
+
+
+def test_an_auditor_downloads_an_evidence_pack(published: Path, ops_url: str) -> None:
+    at = _open("compliance", GLOBEX_AUDITOR)
+    assert at.sidebar.selectbox(key=ui.TENANT_KEY).options == ["globex"]
+    at.button(key="compliance_evidence_build").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    name, payload = at.session_state["compliance_evidence"][1:]
+    assert name.startswith("evidence-globex-")
+    with zipfile.ZipFile(io.BytesIO(payload)) as archive:
+        names = archive.namelist()
+    assert any(n.endswith("MANIFEST.sha256") for n in names) and any(n.endswith("evidence.json") for n in names)
+    engine = make_engine(ops_url)
+    with transaction(session_factory(engine)) as session:
+        record = session.scalar(select(m.AuditRecord).where(m.AuditRecord.action == "evidence.export"))
+        assert record.actor == GLOBEX_AUDITOR and record.tenant_id == "globex" and record.source == "dashboard"
+    engine.dispose()
+
+
+# --- sign-in -------------------------------------------------------------------------------------------
+
+
+def test_production_refuses_the_development_sign_in(published: Path, ops_url: str) -> None:
+    engine = make_engine(ops_url)
+    with transaction(session_factory(engine)) as session:
+        version = session.scalar(select(m.ConfigVersion).order_by(m.ConfigVersion.version.desc()))
+        content = dict(version.content)
+        content["platform"] = {**content["platform"], "platform": {**content["platform"]["platform"]}}
+        content["platform"]["platform"]["environment"] = "production"
+        session.execute(
+            update(m.ConfigVersion).where(m.ConfigVersion.version == version.version).values(content=content)
+        )
+    engine.dispose()
+    at = _app(PLATFORM_ADMIN).run()
+    assert not at.exception, at.exception
+    assert [e.value for e in at.error] == [auth.PRODUCTION_REFUSAL]
+    assert not at.dataframe and not at.metric and not at.sidebar.selectbox
+
+
+def test_oidc_sign_in_maps_the_identity_to_a_platform_user(published: Path) -> None:
+    at = _app()
+    at.secrets["auth"] = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x"}
+    at.user = {"is_logged_in": False}
+    at.run()
+    assert not at.exception, at.exception
+    assert [b.key for b in at.button] == ["oidc_sign_in"] and not at.dataframe
+
+    at.user = {"is_logged_in": True, "email": ACME_ANALYST}
+    at.run()
+    assert not at.exception, at.exception
+    assert at.sidebar.selectbox(key=ui.TENANT_KEY).options == ["acme"]
+    assert not any(box.key == auth.DEV_USER_KEY for box in at.sidebar.selectbox)
+
+    at.user = {"is_logged_in": True, "email": "mallory@evil.example"}
+    at.run()
+    assert "not an active user" in at.error[0].value and not at.dataframe
+
+
+# --- reliability ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("page", [None, "monitoring", "agents", "costs", "compliance", "admin"])
 def test_missing_warehouse_shows_how_to_get_data(warehouse_env: Path, page: str | None) -> None:
     assert not warehouse_env.exists()
-    at = _app().run()
-    if page:
-        at.switch_page(page).run()
-    assert not at.exception, at.exception
+    at = _open(page)
     assert [info.value for info in at.info] == [ui.NO_DATA_MESSAGE]
     assert "make run" in ui.NO_DATA_MESSAGE and "agentprovision demo --once" in ui.NO_DATA_MESSAGE
     assert not at.metric and not at.dataframe
     assert at.sidebar.selectbox(key=ui.TENANT_KEY).options == ["All tenants"]
+
+
+@pytest.mark.parametrize("page", [None, "monitoring", "agents", "costs", "compliance"])
+def test_marts_not_built_yet_are_empty_states(warehouse_env: Path, page: str | None) -> None:
+    write_warehouse(warehouse_env, with_contract_marts=False)
+    at = _open(page)
+    assert not at.error, [e.value for e in at.error]
+    assert any("mart is not in the published warehouse" in info.value for info in at.info)
+
+
+def test_no_ops_store_yet_is_an_empty_state(warehouse_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTPROVISION_DATABASE_URL", f"sqlite:///{warehouse_env.parent / 'absent' / 'ops.db'}")
+    at = _app().run()
+    assert not at.exception, at.exception
+    assert "no ops store yet" in at.info[0].value
 
 
 @pytest.mark.parametrize(
@@ -300,22 +507,38 @@ def test_a_warehouse_without_the_marts_is_a_warning_not_a_crash(
     warehouse_env: Path, dim_tenants_columns: str, named: str
 ) -> None:
     with duckdb.connect(str(warehouse_env)) as con:
-        con.execute(f"CREATE TABLE dim_tenants ({dim_tenants_columns})")
+        con.execute(f"CREATE SCHEMA marts; CREATE TABLE marts.dim_tenants ({dim_tenants_columns})")
     at = _app().run()
     assert not at.exception, at.exception
     assert len(at.warning) == 1
     assert named in at.warning[0].value and "dbt build" in at.warning[0].value
 
 
+def test_a_failing_query_is_a_short_message_and_logged(
+    published: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(data, "runs_by_day", broken)
+    at = _open("monitoring")
+    assert [e.value for e in at.error] == ["Could not load runs. The error is in the server log."]
+    assert "disk on fire" not in _text(at)
+    assert any("loading runs failed" in r.getMessage() for r in caplog.records)
+    assert at.dataframe  # the rest of the page still rendered
+
+
 def test_republished_warehouse_is_read_without_waiting_for_the_ttl(published: Path) -> None:
-    at = _app().run()
+    at = _open(None)
     assert _metrics(at)["Agents"] == "4"
     before = data.current_warehouse()
 
     # what agentprovision.warehouse.publish does: build a copy beside it, then os.replace
     staging = published.with_suffix(".tmp")
     with duckdb.connect(str(staging)) as con:
+        con.execute("SET TimeZone = 'UTC'")
         con.execute(MARTS_SQL)
+        con.execute(CONTRACT_MARTS_SQL)
         con.execute("DELETE FROM marts.dim_agents WHERE agent_id = 'globex-bi'")
     os.replace(staging, published)
 
@@ -325,14 +548,43 @@ def test_republished_warehouse_is_read_without_waiting_for_the_ttl(published: Pa
     assert _metrics(at)["Agents"] == "3"
 
 
-def test_marts_are_found_in_main_as_well(warehouse_env: Path) -> None:
-    """dbt-duckdb's default schema is `main`; the queries must not care which one dbt used."""
-    with duckdb.connect(str(warehouse_env)) as con:
-        con.execute(MARTS_SQL.replace("CREATE SCHEMA marts;", "").replace("marts.", "main."))
-    warehouse = data.current_warehouse()
-    assert warehouse is not None
-    assert data.fleet_counts(warehouse, "globex") == data.FleetCounts(
-        tenants=1, departments=1, agents=1, active_agents=1, users=2
-    )
-    assert data.agent(warehouse, "globex", "acme-code-reviewer") is None  # out of scope
-    assert data.agent(warehouse, None, "acme-code-reviewer")["owner_user_id"] == "omar@acme.example"
+# --- helpers that put live state into the ops store ----------------------------------------------------
+
+
+def _queue_acme_task(ops_url: str, instructions: str) -> None:
+    engine = make_engine(ops_url)
+    with transaction(session_factory(engine)) as session:
+        session.add(
+            m.Task(
+                task_id=str(uuid.uuid4()),
+                tenant_id="acme",
+                agent_id="acme-code-reviewer",
+                source="cli",
+                idempotency_key=str(uuid.uuid4()),
+                status="queued",
+                input={"instructions": instructions, "submitted_by": ACME_OPERATOR},
+            )
+        )
+    engine.dispose()
+
+
+def _pending_approval(ops_url: str) -> str:
+    approval_id = str(uuid.uuid4())
+    engine = make_engine(ops_url)
+    with transaction(session_factory(engine)) as session:
+        session.add(
+            AgentApproval(
+                approval_id=approval_id,
+                tenant_id="acme",
+                run_id=str(uuid.uuid4()),
+                task_id=str(uuid.uuid4()),
+                agent_id="acme-deploy-doctor",
+                tool="open_ticket",
+                tool_call_id="call-1",
+                arguments={"title": "restart the payments service"},
+                status="pending",
+                requested_at=datetime.now(UTC),
+            )
+        )
+    engine.dispose()
+    return approval_id

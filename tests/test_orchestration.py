@@ -2,70 +2,66 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_definitions_snapshot() -> None:
+SNAPSHOT = Path(__file__).with_name("orchestration_snapshot.json")
+
+
+def definitions_snapshot() -> dict[str, list[str]]:
     from orchestration.definitions import defs
 
     repository = defs.get_repository_def()
-    asset_keys = sorted(key.to_user_string() for key in repository.asset_graph.get_all_asset_keys())
+    return {
+        "assets": sorted(key.to_user_string() for key in repository.asset_graph.get_all_asset_keys()),
+        "jobs": sorted(job.name for job in repository.get_all_jobs() if not job.name.startswith("__")),
+        "schedules": sorted(s.name for s in repository.schedule_defs),
+        "sensors": sorted(s.name for s in repository.sensor_defs),
+        "tenant_partitioned": sorted(
+            key.to_user_string()
+            for key in repository.asset_graph.get_all_asset_keys()
+            if repository.asset_graph.get(key).partitions_def is not None
+        ),
+    }
+
+
+def test_definitions_snapshot() -> None:
+    """Definitions load, and match the committed snapshot (UPDATE_SNAPSHOT=1 rewrites it after a deliberate change)."""
+    current = definitions_snapshot()
+    if os.environ.get("UPDATE_SNAPSHOT") == "1":
+        SNAPSHOT.write_text(json.dumps(current, indent=2) + "\n")
+    expected = json.loads(SNAPSHOT.read_text())
+    for part in expected:
+        assert current[part] == expected[part], f"{part} changed; if on purpose, rerun with UPDATE_SNAPSHOT=1"
     # Schema-prefixed, never database-prefixed (DuckDB names its database after the file).
-    assert asset_keys == [
-        "audit_chain_heads",
-        "marts/dim_agents",
-        "marts/dim_departments",
-        "marts/dim_models",
-        "marts/dim_tenants",
-        "marts/dim_users",
-        "marts/fct_audit_events",
-        "marts/fct_config_versions",
-        "ops/agents",
-        "ops/audit_records",
-        "ops/config_versions",
-        "ops/departments",
-        "ops/events",
-        "ops/integrations",
-        "ops/model_deployments",
-        "ops/tenants",
-        "ops/users",
-        "published_warehouse",
-        "staging/stg_ops__agents",
-        "staging/stg_ops__audit_records",
-        "staging/stg_ops__config_versions",
-        "staging/stg_ops__departments",
-        "staging/stg_ops__events",
-        "staging/stg_ops__integrations",
-        "staging/stg_ops__model_deployments",
-        "staging/stg_ops__tenants",
-        "staging/stg_ops__users",
-    ]
-    assert sorted(job.name for job in repository.get_all_jobs() if not job.name.startswith("__")) == [
-        "audit_heads",
-        "full_pass",
-    ]
-    assert sorted(s.name for s in repository.schedule_defs) == ["audit_heads_daily", "full_pass_every_15_minutes"]
-    assert sorted(s.name for s in repository.sensor_defs) == [
-        "agent_schedules_sensor",
-        "alert_delivery_sensor",
-        "tenant_partitions_sensor",
-    ]
+    assert all(not key.startswith(("warehouse", "main/")) for key in current["assets"])
+    # Only per-tenant work is partitioned, and only by tenant (never tenant x day).
+    assert current["tenant_partitioned"] == ["agent_work", "compliance_evidence", "connector_syncs"]
+
+
+def test_partitioned_assets_use_the_tenant_partitions() -> None:
+    from orchestration.definitions import defs
+    from orchestration.partitions import tenant_partitions
+
+    graph = defs.get_repository_def().asset_graph
+    for key in definitions_snapshot()["tenant_partitioned"]:
+        assert graph.get(dg.AssetKey.from_user_string(key)).partitions_def == tenant_partitions
 
 
 def test_dbt_sources_are_fed_by_the_ingestion_asset() -> None:
     from orchestration.definitions import defs
 
     graph = defs.get_repository_def().asset_graph
-    import dagster as dg
-
     upstream = graph.get(dg.AssetKey(["staging", "stg_ops__tenants"])).parent_keys
     assert dg.AssetKey(["ops", "tenants"]) in upstream
     assert graph.get(dg.AssetKey(["ops", "tenants"])).is_materializable
@@ -179,3 +175,59 @@ def test_demo_refuses_invalid_config(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "nothing was seeded" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "state" / "ops.db").exists()
+
+
+def test_one_tenant_partition_touches_only_that_tenants_data(tmp_path: Path, state_env: Path) -> None:
+    """Materialising agent work and evidence for acme runs acme's tasks and leaves globex's queued."""
+    import uuid
+
+    from sqlalchemy import select
+
+    from agentprovision.apply import apply_config
+    from agentprovision.config import load_config_dir
+    from agentprovision.store import models as m
+    from agentprovision.store.db import make_engine, migrate, session_factory, transaction
+    from agentprovision.tasks import queue_task
+    from assets.agents import agent_work
+    from assets.governance import compliance_evidence
+    from orchestration.resources import OpsStoreResource
+
+    url = f"sqlite:///{tmp_path / 'ops.db'}"
+    engine = make_engine(url)
+    migrate(engine)
+    with transaction(session_factory(engine)) as session:
+        apply_config(session, load_config_dir("config").config, actor="t@example.com", source="config")
+        for tenant_id, agent_id in [
+            ("acme", "acme-qa-triage"),
+            ("acme", "acme-deploy-doctor"),
+            ("globex", "globex-analyst"),
+        ]:
+            queue_task(
+                session,
+                tenant_id=tenant_id,
+                agent_id=agent_id,
+                source="cli",
+                idempotency_key=str(uuid.uuid4()),
+                task_input={"instructions": "Summarise what changed this week."},
+            )
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("tenant", ["acme", "globex", "initech"])
+        result = dg.materialize(
+            [agent_work, compliance_evidence],
+            partition_key="acme",
+            resources={"ops_store": OpsStoreResource(database_url=url)},
+            instance=instance,
+        )
+        assert result.success
+        metadata = result.asset_materializations_for_node("agent_work")[0].metadata
+        assert metadata["tasks"].value == 2 and metadata["tasks_succeeded"].value == 2
+
+    with transaction(session_factory(engine)) as session:
+        tasks = {(t.tenant_id, t.status) for t in session.scalars(select(m.Task))}
+        run_tenants = set(session.scalars(select(m.Run.tenant_id)))
+        event_tenants = set(session.scalars(select(m.Event.tenant_id)))
+        audit = session.scalars(select(m.AuditRecord).where(m.AuditRecord.action == "evidence.export")).all()
+    assert tasks == {("acme", "succeeded"), ("globex", "queued")}
+    assert run_tenants == {"acme"} and event_tenants == {"acme"}
+    assert [(a.tenant_id, a.source) for a in audit] == [("acme", "dagster")]
+    assert sorted(p.name for p in (state_env / "evidence").iterdir()) == ["acme"]

@@ -210,6 +210,24 @@ class Department(Strict):
     budget: Budget | None = None
 
 
+class RetentionPolicy(Strict):
+    """How long each kind of tenant data is kept, enforced daily by governance.retention.
+
+    Kinds left unset follow `retention_days`. Audit records are never pruned by retention.
+    """
+
+    prompts_days: int = Field(
+        default=30, ge=1, le=3650, description="Prompt and output text kept in usage events (store_prompts)."
+    )
+    usage_days: int = Field(default=396, ge=1, le=3650, description="Usage events (model calls); 13 months by default.")
+    events_days: int | None = Field(
+        default=None, ge=1, le=3650, description="Every other event (tool, run, policy, alert, sync)."
+    )
+    task_inputs_days: int | None = Field(
+        default=None, ge=1, le=3650, description="Inputs of finished tasks; the task row itself is kept."
+    )
+
+
 class TenantPolicies(Strict):
     allowed_models: list[str] | None = Field(
         default=None, description="model_name values this tenant may use; unset means every model in its region."
@@ -221,6 +239,9 @@ class TenantPolicies(Strict):
     scan_output: bool = Field(default=True, description="Scan model output with the same rules as the prompt.")
     store_prompts: bool = False
     retention_days: int = Field(default=365, ge=1, le=3650)
+    retention: RetentionPolicy = Field(
+        default_factory=RetentionPolicy, description="Per-kind retention; optional, defaults are documented."
+    )
 
 
 class RateLimits(Strict):

@@ -8,3 +8,5 @@ from agentprovision.store import connector_models, gateway_models, models
 from agentprovision.store.models import Base
 
 __all__ = ["Base", "connector_models", "gateway_models", "models"]
+from agentprovision.store import agent_models  # noqa: E402,F401,I001
+from agentprovision.store import privacy_models  # noqa: E402,F401,I001

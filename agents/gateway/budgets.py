@@ -1,11 +1,26 @@
 """Monthly budgets, platform > tenant > department > agent, enforced by reservations in the ops store.
 
-Before a call the gateway reserves its worst-case cost against every budgeted scope in one
-transaction that locks those scopes' counter rows; the call is refused if any hard limit would be
-crossed by spent + reserved + this reservation. After the call the reservation is settled at the
-actual cost (or released if the call failed). Because the check and the reservation happen under
-the same row locks, concurrent calls in any number of processes cannot jointly overspend: total
-spend can exceed a hard limit only if a call's actual cost exceeds its own worst case.
+Before a call the gateway reserves its worst-case cost against every budgeted scope; the call is
+refused if any hard limit would be crossed by spent + reserved + this reservation. After the call
+the reservation is settled at the actual cost (or released if the call failed).
+
+The reservation is one conditional UPDATE per scope:
+
+    UPDATE gateway_budget_counters SET reserved_usd = reserved_usd + :amount
+    WHERE scope = :scope AND month = :month AND spent_usd + reserved_usd + :amount <= :hard
+
+The check and the increment are one statement on one row, so the database does both under the row
+lock the UPDATE takes: PostgreSQL re-evaluates the WHERE clause against the newest committed row
+after waiting for a concurrent writer (READ COMMITTED's re-check), and SQLite runs the whole
+transaction under BEGIN IMMEDIATE. Concurrent calls in any number of processes therefore cannot
+jointly overspend: total spend can exceed a hard limit only if a call's actual cost exceeds its own
+worst case. Scopes are updated outermost first in every transaction, so row locks are always taken
+in the same order and two reservations cannot deadlock. If any scope refuses, the caller's
+transaction rolls back the scopes already incremented.
+
+Only the refusal path (and the first call of a month, which creates the counter row) reads rows:
+it locks the counter, re-checks, and either reserves after all (another call settled meanwhile) or
+raises BudgetExceeded with numbers that were true under the lock.
 """
 
 from __future__ import annotations
@@ -15,15 +30,75 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import Connection, Engine, and_, bindparam, case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from agentprovision.config.schema import AdminConfig, Budget, TenantFile
 from agentprovision.store.gateway_models import GatewayBudgetCounter, GatewayReservation
+from agentprovision.store.models import Money
 from agents.gateway.errors import BudgetExceeded
 
 ZERO = Decimal(0)
+
+# Statements are built once: SQLAlchemy then finds their compiled form in its cache on every call
+# instead of building and hashing a new statement tree per call.
+_COUNTERS = GatewayBudgetCounter.__table__
+_RESERVATIONS = GatewayReservation.__table__
+_C = _COUNTERS.c
+_R = _RESERVATIONS.c
+_THIS_COUNTER = and_(_C.scope == bindparam("p_scope"), _C.month == bindparam("p_month"))
+_AMOUNT = bindparam("amount", type_=Money)
+
+_RESERVE = (
+    update(_COUNTERS)
+    .where(_THIS_COUNTER, _C.spent_usd + _C.reserved_usd + _AMOUNT <= bindparam("hard", type_=Money))
+    .values(reserved_usd=_C.reserved_usd + _AMOUNT, updated_at=bindparam("now"))
+)
+_RESERVE_LOCKED = update(_COUNTERS).where(_THIS_COUNTER).values(reserved_usd=_C.reserved_usd + _AMOUNT)
+_READ_LOCKED = select(_C.spent_usd, _C.reserved_usd).where(_THIS_COUNTER).with_for_update()
+_READ = select(_C.spent_usd, _C.reserved_usd).where(_THIS_COUNTER)
+_INSERT_RESERVATION = _RESERVATIONS.insert()
+
+
+def _unreserved(amount: object) -> object:
+    """reserved_usd minus `amount`, never below zero (rounding must not leave a negative hold)."""
+    remaining = _C.reserved_usd - amount
+    return case((remaining < 0, 0), else_=remaining)
+
+
+_SETTLE_COUNTER = (
+    update(_COUNTERS)
+    .where(_THIS_COUNTER)
+    .values(
+        reserved_usd=_unreserved(_AMOUNT),
+        spent_usd=_C.spent_usd + bindparam("actual", type_=Money),
+        updated_at=bindparam("now"),
+    )
+    .returning(_C.spent_usd, _C.soft_alerted_at)
+)
+_UNRESERVE_COUNTER = (
+    update(_COUNTERS).where(_THIS_COUNTER).values(reserved_usd=_unreserved(_AMOUNT), updated_at=bindparam("now"))
+)
+_MARK_SOFT = (
+    update(_COUNTERS).where(_THIS_COUNTER, _C.soft_alerted_at.is_(None)).values(soft_alerted_at=bindparam("now"))
+)
+_MARK_HARD = (
+    update(_COUNTERS).where(_THIS_COUNTER, _C.hard_alerted_at.is_(None)).values(hard_alerted_at=bindparam("now"))
+)
+
+
+def _close_reservation(from_status: str, to_status: str) -> object:
+    return (
+        update(_RESERVATIONS)
+        .where(_R.reservation_id == bindparam("rid"), _R.status == from_status)
+        .values(status=to_status, actual_usd=bindparam("actual", type_=Money), closed_at=bindparam("now"))
+    )
+
+
+_SETTLE_RESERVED = _close_reservation("reserved", "settled")
+_SETTLE_RELEASED = _close_reservation("released", "settled")  # released by the stale sweep, then answered
+_RELEASE_RESERVED = _close_reservation("reserved", "released")
 
 
 @dataclass(frozen=True)
@@ -45,6 +120,16 @@ class Crossing:
     threshold: Decimal
     committed: Decimal
     month: str
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """What one call holds: settled or released with exactly these scopes, month and amount."""
+
+    reservation_id: str
+    month: str
+    amount: Decimal
+    scopes: tuple[BudgetScope, ...]
 
 
 def month_of(moment: datetime) -> str:
@@ -71,12 +156,15 @@ def budget_scopes(config: AdminConfig, tenant_file: TenantFile, department_id: s
 
 
 class BudgetLedger:
-    """Reserve, settle and release against budget counters; every method runs inside the caller's transaction."""
+    """Reserve, settle and release against budget counters; every method runs inside the caller's transaction.
+
+    `connection` is a SQLAlchemy Connection (the gateway's fast path) or an ORM Session.
+    """
 
     def reserve(
         self,
-        session: Session,
-        scopes: list[BudgetScope],
+        connection: Connection | Session,
+        scopes: list[BudgetScope] | tuple[BudgetScope, ...],
         amount: Decimal,
         *,
         tenant_id: str,
@@ -84,44 +172,47 @@ class BudgetLedger:
         agent_id: str,
         run_id: str | None,
         now: datetime,
-    ) -> str:
-        """Hold `amount` against every scope and return the reservation id, or raise BudgetExceeded
-        naming the outermost scope that refuses."""
+    ) -> Reservation:
+        """Hold `amount` against every scope, or raise BudgetExceeded naming the outermost scope that refuses."""
         month = month_of(now)
-        counters = [self._lock(session, scope, month) for scope in scopes]
-        for scope, counter in zip(scopes, counters, strict=True):
-            committed = counter.spent_usd + counter.reserved_usd
-            if committed + amount > scope.budget.monthly_hard_usd:
-                raise BudgetExceeded(scope.level, scope.scope, scope.budget.monthly_hard_usd, committed, amount, month)
-        for counter in counters:
-            counter.reserved_usd += amount
-            counter.updated_at = now
-        reservation_id = str(uuid.uuid4())
-        session.add(
-            GatewayReservation(
-                reservation_id=reservation_id,
-                tenant_id=tenant_id,
-                department_id=department_id,
-                agent_id=agent_id,
-                run_id=run_id,
-                month=month,
-                scopes=" ".join(s.scope for s in scopes),
-                reserved_usd=amount,
-                status="reserved",
-                created_at=now,
-            )
+        for scope in scopes:
+            params = {
+                "p_scope": scope.scope,
+                "p_month": month,
+                "amount": amount,
+                "hard": scope.budget.monthly_hard_usd,
+                "now": now,
+            }
+            if connection.execute(_RESERVE, params).rowcount != 1:
+                self._reserve_slowly(connection, scope, month, amount, now)
+        reservation = Reservation(str(uuid.uuid4()), month, amount, tuple(scopes))
+        connection.execute(
+            _INSERT_RESERVATION,
+            {
+                "reservation_id": reservation.reservation_id,
+                "tenant_id": tenant_id,
+                "department_id": department_id,
+                "agent_id": agent_id,
+                "run_id": run_id,
+                "month": month,
+                "scopes": " ".join(s.scope for s in scopes),
+                "reserved_usd": amount,
+                "actual_usd": None,
+                "status": "reserved",
+                "created_at": now,
+                "closed_at": None,
+            },
         )
-        return reservation_id
+        return reservation
 
     def note_refusal(
-        self, session: Session, error: BudgetExceeded, scopes: list[BudgetScope], now: datetime
+        self, connection: Connection | Session, error: BudgetExceeded, scopes: list[BudgetScope], now: datetime
     ) -> list[Crossing]:
         """Mark the refusing scope's hard alert as sent, once per month; returns the alert to emit, if due."""
         scope = next(s for s in scopes if s.scope == error.scope)
-        counter = self._lock(session, scope, error.month)
-        if counter.hard_alerted_at is not None:
+        marked = connection.execute(_MARK_HARD, {"p_scope": scope.scope, "p_month": error.month, "now": now})
+        if marked.rowcount != 1:
             return []
-        counter.hard_alerted_at = now
         return [
             Crossing(
                 "budget_hard", scope.level, scope.scope, scope.tenant_id, error.limit, error.committed, error.month
@@ -129,89 +220,114 @@ class BudgetLedger:
         ]
 
     def settle(
-        self, session: Session, reservation_id: str, actual: Decimal, scopes: list[BudgetScope], now: datetime
+        self, connection: Connection | Session, reservation: Reservation, actual: Decimal, now: datetime
     ) -> list[Crossing]:
         """Replace the reservation by the actual cost; returns soft thresholds crossed for the first time."""
-        reservation = session.get(GatewayReservation, reservation_id, with_for_update=True)
-        if reservation is None or reservation.status != "reserved":
-            return []  # already settled or released (e.g. by the stale sweep): never count twice
+        closing = {"rid": reservation.reservation_id, "actual": actual, "now": now}
+        held = reservation.amount
+        if connection.execute(_SETTLE_RESERVED, closing).rowcount != 1:
+            # The stale sweep released it (this process looked dead): the hold is gone, but the
+            # tokens were spent, so the spend still counts. Anything else was settled already.
+            if connection.execute(_SETTLE_RELEASED, closing).rowcount != 1:
+                return []
+            held = ZERO
         crossings = []
-        by_scope = {s.scope: s for s in scopes}
-        for scope_key in reservation.scopes.split():
-            scope = by_scope.get(scope_key)
-            counter = session.get(GatewayBudgetCounter, (scope_key, reservation.month), with_for_update=True)
-            if counter is None:
+        for scope in reservation.scopes:
+            row = connection.execute(
+                _SETTLE_COUNTER,
+                {"p_scope": scope.scope, "p_month": reservation.month, "amount": held, "actual": actual, "now": now},
+            ).first()
+            soft = scope.budget.monthly_soft_usd
+            if row is None or soft is None or row.soft_alerted_at is not None or row.spent_usd < soft:
                 continue
-            counter.reserved_usd = max(ZERO, counter.reserved_usd - reservation.reserved_usd)
-            counter.spent_usd += actual
-            counter.updated_at = now
-            soft = scope.budget.monthly_soft_usd if scope is not None else None
-            if soft is not None and counter.soft_alerted_at is None and counter.spent_usd >= soft:
-                counter.soft_alerted_at = now
+            marked = connection.execute(_MARK_SOFT, {"p_scope": scope.scope, "p_month": reservation.month, "now": now})
+            if marked.rowcount == 1:  # this call crossed first, in whichever process
                 crossings.append(
                     Crossing(
-                        "budget_soft",
-                        scope.level,
-                        scope_key,
-                        scope.tenant_id,
-                        soft,
-                        counter.spent_usd,
-                        reservation.month,
+                        "budget_soft", scope.level, scope.scope, scope.tenant_id, soft, row.spent_usd, reservation.month
                     )
                 )
-        reservation.status, reservation.actual_usd, reservation.closed_at = "settled", actual, now
         return crossings
 
-    def release(self, session: Session, reservation_id: str, now: datetime) -> None:
-        reservation = session.get(GatewayReservation, reservation_id, with_for_update=True)
-        if reservation is None or reservation.status != "reserved":
-            return
-        self._unreserve(session, reservation, now)
-        reservation.status, reservation.actual_usd, reservation.closed_at = "released", ZERO, now
-
-    def release_stale(self, session: Session, older_than: timedelta, now: datetime) -> int:
-        """Release reservations whose process died before settling; returns how many."""
-        stale = session.scalars(
-            select(GatewayReservation)
-            .where(GatewayReservation.status == "reserved", GatewayReservation.created_at < now - older_than)
-            .with_for_update()
-        ).all()
-        for reservation in stale:
-            self._unreserve(session, reservation, now)
-            reservation.status, reservation.actual_usd, reservation.closed_at = "released", ZERO, now
-        return len(stale)
-
-    def spent(self, session: Session, scope: str, month: str) -> tuple[Decimal, Decimal]:
-        counter = session.get(GatewayBudgetCounter, (scope, month))
-        return (ZERO, ZERO) if counter is None else (counter.spent_usd, counter.reserved_usd)
-
-    def _unreserve(self, session: Session, reservation: GatewayReservation, now: datetime) -> None:
-        for scope_key in reservation.scopes.split():
-            counter = session.get(GatewayBudgetCounter, (scope_key, reservation.month), with_for_update=True)
-            if counter is not None:
-                counter.reserved_usd = max(ZERO, counter.reserved_usd - reservation.reserved_usd)
-                counter.updated_at = now
-
-    @staticmethod
-    def _lock(session: Session, scope: BudgetScope, month: str) -> GatewayBudgetCounter:
-        key = (scope.scope, month)
-        counter = session.get(GatewayBudgetCounter, key, with_for_update=True, populate_existing=True)
-        if counter is not None:
-            return counter
-        insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-        session.execute(
-            insert(GatewayBudgetCounter)
-            .values(
-                scope=scope.scope,
-                month=month,
-                tenant_id=scope.tenant_id,
-                level=scope.level,
-                spent_usd=ZERO,
-                reserved_usd=ZERO,
-                updated_at=datetime.now(UTC),
-            )
-            .on_conflict_do_nothing()
+    def release(self, connection: Connection | Session, reservation: Reservation, now: datetime) -> None:
+        released = connection.execute(
+            _RELEASE_RESERVED, {"rid": reservation.reservation_id, "actual": ZERO, "now": now}
         )
-        counter = session.get(GatewayBudgetCounter, key, with_for_update=True, populate_existing=True)
-        assert counter is not None  # just inserted, or inserted by a concurrent transaction we waited for
-        return counter
+        if released.rowcount != 1:
+            return  # already released by the stale sweep
+        for scope in reservation.scopes:
+            connection.execute(
+                _UNRESERVE_COUNTER,
+                {"p_scope": scope.scope, "p_month": reservation.month, "amount": reservation.amount, "now": now},
+            )
+
+    def spent(self, connection: Connection | Session, scope: str, month: str) -> tuple[Decimal, Decimal]:
+        row = connection.execute(_READ, {"p_scope": scope, "p_month": month}).first()
+        return (ZERO, ZERO) if row is None else (row.spent_usd, row.reserved_usd)
+
+    def _reserve_slowly(
+        self, connection: Connection | Session, scope: BudgetScope, month: str, amount: Decimal, now: datetime
+    ) -> None:
+        """The conditional UPDATE matched nothing: no counter row yet, or the limit refuses. Decide under the lock."""
+        key = {"p_scope": scope.scope, "p_month": month}
+        row = connection.execute(_READ_LOCKED, key).first()
+        if row is None:
+            _create_counter(connection, scope, month, now)
+            row = connection.execute(_READ_LOCKED, key).first()
+            assert row is not None  # just inserted, or inserted by a concurrent transaction we waited for
+        committed = row.spent_usd + row.reserved_usd
+        limit = scope.budget.monthly_hard_usd
+        if committed + amount > limit:
+            raise BudgetExceeded(scope.level, scope.scope, limit, committed, amount, month)
+        connection.execute(_RESERVE_LOCKED, {**key, "amount": amount})
+
+
+def release_stale_reservations(engine: Engine, older_than: timedelta, now: datetime | None = None) -> int:
+    """Release reservations older than `older_than` that were never settled (their process died).
+
+    A plain function so any scheduler can run it (the gateway default is
+    `platform.gateway.stale_reservation_minutes`). Safe to run while gateways are serving: each
+    reservation is closed by a conditional UPDATE, so a call that settles at the same moment either
+    wins (and the sweep skips it) or loses (and its spend is still counted by `settle`).
+    Under PostgreSQL row-level security it needs the platform role: reservations of every tenant
+    and the platform counter row are touched. Returns how many reservations were released.
+    """
+    now = now or datetime.now(UTC)
+    with engine.begin() as connection:
+        stale = connection.execute(
+            select(_R.reservation_id, _R.month, _R.reserved_usd, _R.scopes).where(
+                _R.status == "reserved", _R.created_at < now - older_than
+            )
+        ).all()
+    released = 0
+    for row in stale:
+        # One transaction per reservation: a long sweep never holds many counter locks at once.
+        with engine.begin() as connection:
+            closed = connection.execute(_RELEASE_RESERVED, {"rid": row.reservation_id, "actual": ZERO, "now": now})
+            if closed.rowcount != 1:
+                continue  # settled or released meanwhile
+            for scope_key in row.scopes.split():
+                connection.execute(
+                    _UNRESERVE_COUNTER,
+                    {"p_scope": scope_key, "p_month": row.month, "amount": row.reserved_usd, "now": now},
+                )
+            released += 1
+    return released
+
+
+def _create_counter(connection: Connection | Session, scope: BudgetScope, month: str, now: datetime) -> None:
+    dialect = connection.get_bind().dialect.name if isinstance(connection, Session) else connection.dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    connection.execute(
+        insert(_COUNTERS)
+        .values(
+            scope=scope.scope,
+            month=month,
+            tenant_id=scope.tenant_id,
+            level=scope.level,
+            spent_usd=ZERO,
+            reserved_usd=ZERO,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing()
+    )

@@ -8,24 +8,31 @@ attempt the Router makes is one usage event, failed attempts and fallbacks inclu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
 import litellm
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Engine
 
 from agentprovision.config.schema import AdminConfig, Agent, ModelRequirements, TenantFile
 from agentprovision.events import EventWriter, PlatformEvent
-from agentprovision.store.db import session_factory, transaction
 from agents.gateway import guardrails, telemetry
 from agents.gateway.attempts import CURRENT, Attempt, AttemptLog, RecordingRouter
-from agents.gateway.budgets import BudgetLedger, BudgetScope, Crossing, budget_scopes
+from agents.gateway.budgets import (
+    BudgetLedger,
+    BudgetScope,
+    Crossing,
+    Reservation,
+    budget_scopes,
+    release_stale_reservations,
+)
 from agents.gateway.catalogue import Deployment, SecretResolver, build_catalogue, markup_for
 from agents.gateway.errors import (
     BudgetExceeded,
@@ -35,7 +42,7 @@ from agents.gateway.errors import (
     RateLimited,
     UnknownScope,
 )
-from agents.gateway.pricing import TokenUsage, cost, worst_case
+from agents.gateway.pricing import Price, TokenUsage, cost, worst_case
 from agents.gateway.ratelimits import Admission, RateLimiter, RateScope, rate_scopes
 from agents.gateway.routing import RouteDecision, route
 from agents.gateway.sandbox import TOKENIZER_MODEL
@@ -106,17 +113,33 @@ class _Call:
     prompt_scan: guardrails.ScanOutcome
     prompt_tokens: int
     decision: RouteDecision
-    budget_scopes: list[BudgetScope]
-    rate_scopes: list[RateScope]
-    markup: Decimal
+    scopes: _Scopes
     reserved_usd: Decimal = Decimal(0)
-    reservation_id: str | None = None
+    reservation: Reservation | None = None
     admission: Admission | None = None
     log: AttemptLog = field(default_factory=AttemptLog)
 
     @property
     def tenant_id(self) -> str:
         return self.tenant_file.tenant.id
+
+    @property
+    def budget_scopes(self) -> tuple[BudgetScope, ...]:
+        return self.scopes.budgets
+
+    @property
+    def markup(self) -> Decimal:
+        return self.scopes.markup
+
+
+@dataclass(frozen=True)
+class _Scopes:
+    """What follows from (tenant, department, agent) alone: derived once per process, not per call."""
+
+    budgets: tuple[BudgetScope, ...]
+    rates: tuple[RateScope, ...]
+    markup: Decimal
+    prices: dict[str, Price]  # deployment id -> this tenant's price
 
 
 class Gateway:
@@ -134,7 +157,14 @@ class Gateway:
         self.catalogue = build_catalogue(config, resolve_secret)
         self._by_id = {d.id: d for d in self.catalogue}
         self._tenants = {t.tenant.id: t for t in config.tenants}
-        self._sessions = session_factory(engine)
+        self._engine = engine
+        # SQLite takes one writer at a time for the whole file. Queuing this process's own
+        # transactions on a lock is cheaper than letting threads collide on SQLite's busy handler
+        # (which sleeps and retries); other processes still queue on BEGIN IMMEDIATE as before.
+        self._store_lock: contextlib.AbstractContextManager[Any] = (
+            threading.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
+        )
+        self._scopes: dict[tuple[str, str, str], _Scopes] = {}
         self.events = events or EventWriter(engine)
         self._owns_events = events is None
         self._clock = clock
@@ -169,10 +199,10 @@ class Gateway:
             return self._finish(call, response, span)
 
     async def acomplete(self, request: CompletionRequest) -> CompletionResult:
-        # Database work runs in a worker thread so a slow lock never stalls the event loop.
+        # Database work runs in a worker thread so a slow lock never stalls the event loop; each
+        # hand-off costs CPU, so a call makes two: before the Router call and after it.
         with telemetry.tracer().start_as_current_span("chat") as span:
-            call = await asyncio.to_thread(self._prepare, request, span)
-            await asyncio.to_thread(self._admit, call, span)
+            call = await asyncio.to_thread(self._prepare_and_admit, request, span)
             try:
                 response = await self._ainvoke(call)
             except BaseException as error:
@@ -183,10 +213,10 @@ class Gateway:
             return await asyncio.to_thread(self._finish, call, response, span)
 
     def release_stale_reservations(self) -> int:
-        with transaction(self._sessions) as session:
-            return self.budgets.release_stale(
-                session, timedelta(minutes=self.settings.stale_reservation_minutes), self._clock()
-            )
+        """Release reservations of crashed processes (see budgets.release_stale_reservations)."""
+        return release_stale_reservations(
+            self._engine, timedelta(minutes=self.settings.stale_reservation_minutes), self._clock()
+        )
 
     def flush(self) -> int:
         return self.events.flush()
@@ -195,6 +225,17 @@ class Gateway:
         self.events.flush()
 
     # --- steps -----------------------------------------------------------------------------------
+
+    def _prepare_and_admit(self, request: CompletionRequest, span: Any) -> _Call:
+        call = self._prepare(request, span)
+        self._admit(call, span)
+        return call
+
+    @contextlib.contextmanager
+    def _store(self) -> Iterator[Connection]:
+        """One ops-store transaction on a plain connection: committed on success, rolled back on error."""
+        with self._store_lock, self._engine.begin() as connection:
+            yield connection
 
     def _prepare(self, request: CompletionRequest, span: Any) -> _Call:
         """Resolve who is calling, scan the prompt and route. Raises before anything is reserved."""
@@ -263,9 +304,7 @@ class Gateway:
             prompt_scan=scan,
             prompt_tokens=prompt_tokens,
             decision=decision,
-            budget_scopes=budget_scopes(self.config, tenant_file, department_id, request.agent_id),
-            rate_scopes=rate_scopes(tenant, request.agent_id, agent.limits if agent else None),
-            markup=markup_for(self.config, tenant),
+            scopes=self._scopes_of(tenant_file, agent, department_id),
         )
 
     def _admit(self, call: _Call, span: Any) -> None:
@@ -273,19 +312,20 @@ class Gateway:
         tenant = call.tenant_file.tenant
         reserve_tokens = math.ceil(call.prompt_tokens * PROMPT_TOKEN_MARGIN)
         # Any deployment in the chain may end up answering, so reserve for the dearest of them.
+        prices = call.scopes.prices
         call.reserved_usd = max(
-            worst_case(d.price_for(tenant), reserve_tokens, call.request.max_tokens, call.markup)
+            worst_case(prices[d.id], reserve_tokens, call.request.max_tokens, call.markup)
             for d in call.decision.deployments
         )
         now = self._clock()
         base = {"call_id": call.call_id, "trace_id": call.trace_id, "department_id": call.department_id}
         try:
-            with transaction(self._sessions) as session:
+            with self._store() as connection:
                 call.admission = self.rates.admit(
-                    session, call.rate_scopes, reserve_tokens + call.request.max_tokens, now.timestamp()
+                    connection, call.scopes.rates, reserve_tokens + call.request.max_tokens, now.timestamp()
                 )
-                call.reservation_id = self.budgets.reserve(
-                    session,
+                call.reservation = self.budgets.reserve(
+                    connection,
                     call.budget_scopes,
                     call.reserved_usd,
                     tenant_id=tenant.id,
@@ -327,8 +367,8 @@ class Gateway:
                     "needed_usd": str(error.needed),
                 },
             )
-            with transaction(self._sessions) as session:
-                crossings = self.budgets.note_refusal(session, error, call.budget_scopes, now)
+            with self._store() as connection:
+                crossings = self.budgets.note_refusal(connection, error, list(call.budget_scopes), now)
             self._alerts(call, crossings)
             telemetry.record_error(span, error, error.reason)
             raise
@@ -387,10 +427,10 @@ class Gateway:
         answered = next((a for a in reversed(call.log.attempts) if a.ok), None)
         deployment = self._by_id[answered.deployment_id] if answered else call.decision.primary
         usage = TokenUsage.from_response_usage(getattr(response, "usage", None))
-        charged = cost(deployment.price_for(tenant), usage, call.markup)
+        charged = cost(call.scopes.prices[deployment.id], usage, call.markup)
         now = self._clock()
-        with transaction(self._sessions) as session:
-            crossings = self._settle(session, call, charged, usage, now)
+        with self._store() as connection:
+            crossings = self._settle(connection, call, charged, usage, now)
         self._alerts(call, crossings)
 
         choice = response.choices[0]
@@ -458,22 +498,23 @@ class Gateway:
         )
 
     def _settle(
-        self, session: Session, call: _Call, charged: Decimal, usage: TokenUsage, now: datetime
+        self, connection: Connection, call: _Call, charged: Decimal, usage: TokenUsage, now: datetime
     ) -> list[Crossing]:
+        """Everything a finished call writes, in the caller's one transaction."""
         if call.admission is not None:
-            self.rates.correct(session, call.admission, usage.prompt + usage.completion)
-        if call.reservation_id is None:
+            self.rates.correct(connection, call.admission, usage.prompt + usage.completion)
+        if call.reservation is None:
             return []
-        return self.budgets.settle(session, call.reservation_id, charged, call.budget_scopes, now)
+        return self.budgets.settle(connection, call.reservation, charged, now)
 
     def _fail(self, call: _Call, error: BaseException, span: Any) -> ProviderFailed:
         """Release what the failed call held, record its attempts, and describe the failure."""
-        with transaction(self._sessions) as session:
-            if call.reservation_id is not None:
-                self.budgets.release(session, call.reservation_id, self._clock())
+        with self._store() as connection:
+            if call.reservation is not None:
+                self.budgets.release(connection, call.reservation, self._clock())
             if call.admission is not None:
                 # Failed attempts used no tokens we can know of; the request itself still counts.
-                self.rates.correct(session, call.admission, 0)
+                self.rates.correct(connection, call.admission, 0)
         self._usage_events(call, {"prompt": call.prompt_scan.summary()}, final=None)
         failure = ProviderFailed(len(call.log.sent), type(error).__name__, _short(error))
         telemetry.record_error(span, error, failure.reason)
@@ -563,6 +604,21 @@ class Gateway:
         if department_id not in {d.id for d in tenant_file.tenant.departments}:
             raise UnknownScope(f"department {department_id!r} is not a department of tenant {request.tenant_id!r}")
         return tenant_file, agent, department_id
+
+    def _scopes_of(self, tenant_file: TenantFile, agent: Agent | None, department_id: str) -> _Scopes:
+        tenant = tenant_file.tenant
+        agent_id = agent.id if agent else ""
+        key = (tenant.id, department_id, agent_id)
+        scopes = self._scopes.get(key)
+        if scopes is None:  # config is fixed for the gateway's lifetime, so this never goes stale
+            scopes = _Scopes(
+                budgets=tuple(budget_scopes(self.config, tenant_file, department_id, agent_id)),
+                rates=tuple(rate_scopes(tenant, agent_id, agent.limits if agent else None)),
+                markup=markup_for(self.config, tenant),
+                prices={d.id: d.price_for(tenant) for d in self.catalogue},
+            )
+            self._scopes[key] = scopes
+        return scopes
 
     @staticmethod
     def _depth(call: _Call, deployment_id: str) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import Connection, Float, and_, bindparam, case, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -19,6 +20,46 @@ from agentprovision.store.gateway_models import GatewayRateWindow
 from agents.gateway.errors import RateLimited
 
 WINDOW_SECONDS = 60
+
+_WINDOWS = GatewayRateWindow.__table__
+_W = _WINDOWS.c
+_PREVIOUS = _WINDOWS.alias("previous")
+_THIS_WINDOW = and_(_W.scope == bindparam("p_scope"), _W.window_start == bindparam("window"))
+_TOKENS = bindparam("p_tokens")
+_WEIGHT = bindparam("weight", type_=Float)
+
+
+_COUNTED = {"requests": _W.requests + 1, "tokens": _W.tokens + _TOKENS}
+
+
+def _previous(column_name: str) -> object:
+    """Last minute's count of this scope, 0 if it had none."""
+    column = _PREVIOUS.c[column_name]
+    last_minute = select(column).where(
+        _PREVIOUS.c.scope == bindparam("p_scope"), _PREVIOUS.c.window_start == bindparam("previous_window")
+    )
+    return func.coalesce(last_minute.scalar_subquery(), 0)
+
+
+def _admit_statement(rpm: bool, tpm: bool) -> object:
+    """Count one request if it fits every limit the scope has: check and increment in one statement."""
+    conditions = [_THIS_WINDOW]
+    if rpm:
+        conditions.append(_W.requests + 1 + _WEIGHT * _previous("requests") <= bindparam("rpm"))
+    if tpm:
+        conditions.append(_W.tokens + _TOKENS + _WEIGHT * _previous("tokens") <= bindparam("tpm"))
+    return update(_WINDOWS).where(*conditions).values(_COUNTED)
+
+
+# Built once per combination of limits, so SQLAlchemy reuses their compiled form.
+_ADMIT = {(rpm, tpm): _admit_statement(rpm, tpm) for rpm in (False, True) for tpm in (False, True)}
+_COUNT = update(_WINDOWS).where(_THIS_WINDOW).values(_COUNTED)  # already checked under the row lock
+_READ_CURRENT = select(_W.requests, _W.tokens).where(_THIS_WINDOW).with_for_update()
+_READ_PREVIOUS = select(_W.requests, _W.tokens).where(
+    _W.scope == bindparam("p_scope"), _W.window_start == bindparam("previous_window")
+)
+_corrected = _W.tokens + bindparam("delta")
+_CORRECT = update(_WINDOWS).where(_THIS_WINDOW).values(tokens=case((_corrected < 0, 0), else_=_corrected))
 
 
 @dataclass(frozen=True)
@@ -48,66 +89,86 @@ def rate_scopes(tenant: Tenant, agent_id: str, agent_limits: AgentLimits | None)
 
 
 class RateLimiter:
-    def admit(self, session: Session, scopes: list[RateScope], tokens: int, now: float) -> Admission:
+    """Admission against per-minute windows; every method runs inside the caller's transaction.
+
+    The common case is one conditional UPDATE per scope (the window row exists and the call fits).
+    Only a refusal or the first call of a minute reads rows: under the row lock, so the numbers in
+    RateLimited are the ones that refused, and a call that fits after all is still admitted.
+    """
+
+    def admit(
+        self, connection: Connection | Session, scopes: list[RateScope] | tuple[RateScope, ...], tokens: int, now: float
+    ) -> Admission:
         """Count one request of `tokens` against every scope, or raise RateLimited for the first that is full."""
         window = int(now // WINDOW_SECONDS)
         elapsed = (now % WINDOW_SECONDS) / WINDOW_SECONDS
         counted = []
-        rows = []
         for scope in scopes:
-            current = self._lock(session, scope, window)
-            previous = session.get(GatewayRateWindow, (scope.scope, window - 1))
-            weight = 1 - elapsed
-            prev_requests = previous.requests * weight if previous else 0.0
-            prev_tokens = previous.tokens * weight if previous else 0.0
-            if scope.rpm is not None and prev_requests + current.requests + 1 > scope.rpm:
-                raise RateLimited(
-                    scope.scope,
-                    "rpm",
-                    scope.rpm,
-                    prev_requests + current.requests,
-                    _retry_after(previous.requests if previous else 0, current.requests, 1, scope.rpm, elapsed),
-                )
-            if scope.tpm is not None and prev_tokens + current.tokens + tokens > scope.tpm:
-                raise RateLimited(
-                    scope.scope,
-                    "tpm",
-                    scope.tpm,
-                    prev_tokens + current.tokens,
-                    _retry_after(previous.tokens if previous else 0, current.tokens, tokens, scope.tpm, elapsed),
-                )
-            rows.append(current)
+            params = {
+                "p_scope": scope.scope,
+                "window": window,
+                "previous_window": window - 1,
+                "p_tokens": tokens,
+                "weight": 1 - elapsed,
+                "rpm": scope.rpm,
+                "tpm": scope.tpm,
+            }
+            statement = _ADMIT[(scope.rpm is not None, scope.tpm is not None)]
+            if connection.execute(statement, params).rowcount != 1:
+                self._admit_slowly(connection, scope, window, tokens, elapsed)
             counted.append((scope.scope, window))
-        for row in rows:
-            row.requests += 1
-            row.tokens += tokens
         return Admission(tuple(counted), tokens)
 
-    def correct(self, session: Session, admission: Admission, actual_tokens: int) -> None:
+    def correct(self, connection: Connection | Session, admission: Admission, actual_tokens: int) -> None:
         """Replace the admitted worst-case token count by what the call really used."""
         delta = actual_tokens - admission.tokens
         if delta == 0:
             return
         for scope, window in admission.windows:
-            row = session.get(GatewayRateWindow, (scope, window), with_for_update=True)
-            if row is not None:
-                row.tokens = max(0, row.tokens + delta)
+            connection.execute(_CORRECT, {"p_scope": scope, "window": window, "delta": delta})
 
     @staticmethod
-    def _lock(session: Session, scope: RateScope, window: int) -> GatewayRateWindow:
-        key = (scope.scope, window)
-        row = session.get(GatewayRateWindow, key, with_for_update=True, populate_existing=True)
-        if row is not None:
-            return row
-        insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-        session.execute(
-            insert(GatewayRateWindow)
-            .values(scope=scope.scope, window_start=window, tenant_id=scope.tenant_id, requests=0, tokens=0)
-            .on_conflict_do_nothing()
-        )
-        row = session.get(GatewayRateWindow, key, with_for_update=True, populate_existing=True)
-        assert row is not None
-        return row
+    def _admit_slowly(
+        connection: Connection | Session, scope: RateScope, window: int, tokens: int, elapsed: float
+    ) -> None:
+        """No window row yet this minute, or a limit refuses: decide again under the row lock."""
+        key = {"p_scope": scope.scope, "window": window}
+        current = connection.execute(_READ_CURRENT, key).first()
+        if current is None:
+            _create_window(connection, scope, window)
+            current = connection.execute(_READ_CURRENT, key).first()
+            assert current is not None  # just inserted, or inserted by a concurrent transaction we waited for
+        previous = connection.execute(_READ_PREVIOUS, {"p_scope": scope.scope, "previous_window": window - 1}).first()
+        weight = 1 - elapsed
+        prev_requests = previous.requests * weight if previous else 0.0
+        prev_tokens = previous.tokens * weight if previous else 0.0
+        if scope.rpm is not None and prev_requests + current.requests + 1 > scope.rpm:
+            raise RateLimited(
+                scope.scope,
+                "rpm",
+                scope.rpm,
+                prev_requests + current.requests,
+                _retry_after(previous.requests if previous else 0, current.requests, 1, scope.rpm, elapsed),
+            )
+        if scope.tpm is not None and prev_tokens + current.tokens + tokens > scope.tpm:
+            raise RateLimited(
+                scope.scope,
+                "tpm",
+                scope.tpm,
+                prev_tokens + current.tokens,
+                _retry_after(previous.tokens if previous else 0, current.tokens, tokens, scope.tpm, elapsed),
+            )
+        connection.execute(_COUNT, {**key, "p_tokens": tokens})
+
+
+def _create_window(connection: Connection | Session, scope: RateScope, window: int) -> None:
+    dialect = connection.get_bind().dialect.name if isinstance(connection, Session) else connection.dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    connection.execute(
+        insert(_WINDOWS)
+        .values(scope=scope.scope, window_start=window, tenant_id=scope.tenant_id, requests=0, tokens=0)
+        .on_conflict_do_nothing()
+    )
 
 
 def _retry_after(previous: int, current: int, wanted: int, limit: int, elapsed: float) -> float:

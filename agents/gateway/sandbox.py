@@ -24,6 +24,9 @@ from litellm.types.utils import ModelResponse
 
 PROVIDER = "sandbox"
 TOKENIZER_MODEL = "gpt-4o"  # cl100k/o200k family, bundled with LiteLLM; nothing is downloaded
+# A system message that contains this line followed by a JSON Schema asks for a JSON answer; the
+# agent runtime writes it, and the sandbox answers with the smallest object that validates.
+JSON_SCHEMA_MARKER = "Answer with one JSON object, and nothing else, that validates against this JSON Schema:"
 
 
 class SandboxProvider(CustomLLM):
@@ -136,9 +139,53 @@ def answer(model: str, messages: list, tools: list | None, max_tokens: int | Non
     words = question.split()
     summary = " ".join(words[:12]) + (" ..." if len(words) > 12 else "")
     text = f"[sandbox {model}] Answer {digest[:8]} to: {summary}"
+    schema = _requested_schema(messages)
+    if schema is not None:
+        return {"role": "assistant", "content": json.dumps(_instance(schema, schema, text))}
     if max_tokens is not None and max_tokens < 64:
         text = text[: max_tokens * 3]  # roughly max_tokens tokens; the sandbox never overruns the limit much
     return {"role": "assistant", "content": text}
+
+
+def _requested_schema(messages: list) -> dict[str, Any] | None:
+    for message in messages:
+        content = _text(message.get("content")) if message.get("role") == "system" else ""
+        if JSON_SCHEMA_MARKER in content:
+            try:
+                schema, _ = json.JSONDecoder().raw_decode(content.split(JSON_SCHEMA_MARKER, 1)[1].lstrip())
+            except json.JSONDecodeError:
+                return None
+            return schema if isinstance(schema, dict) else None
+    return None
+
+
+def _instance(schema: dict[str, Any], root: dict[str, Any], text: str) -> Any:
+    """The smallest value that validates: required properties only, first enum value, minimum sizes."""
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        return _instance(root.get("$defs", {}).get(name, {}), root, text)
+    if "enum" in schema:
+        return schema["enum"][0]
+    if "const" in schema:
+        return schema["const"]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if schema.get(key):
+            options = [o for o in schema[key] if o.get("type") != "null"] or schema[key]
+            return _instance(options[0], root, text)
+    kind = schema.get("type", "object")
+    if kind == "object":
+        properties = schema.get("properties", {})
+        return {name: _instance(properties.get(name, {}), root, text) for name in schema.get("required", [])}
+    if kind == "array":
+        return [_instance(schema.get("items", {}), root, text) for _ in range(schema.get("minItems", 0))]
+    if kind in ("integer", "number"):
+        return schema.get("minimum", 0)
+    if kind == "boolean":
+        return False
+    if kind == "null":
+        return None
+    value = text[: schema.get("maxLength", len(text))]
+    return value.ljust(schema.get("minLength", 0), ".")
 
 
 def _digest(messages: list) -> str:

@@ -1,16 +1,18 @@
-"""Overview: how big the platform (or one tenant) is: tenants, agents, users, and their mix."""
+"""Overview: fleet health at a glance for the caller's scope: runs today, spend against budget, alerts."""
 
 from __future__ import annotations
 
 import altair as alt
 import streamlit as st
 
-from dashboards import data, ui
+from dashboards import data, ops, ui
+from governance.permissions import Action
 
 st.title("Overview")
+tenant_id = ui.require(Action.TENANT_VIEW)
 warehouse = ui.require_warehouse()
-tenant_id = ui.selected_tenant()
 st.caption(f"Showing {ui.scope_label(tenant_id)}.")
+sees_costs = ui.can(Action.COST_VIEW, tenant_id)
 
 counts = data.fleet_counts(warehouse, tenant_id)
 tenants_col, departments_col, agents_col, active_col, users_col = st.columns(5)
@@ -20,14 +22,60 @@ agents_col.metric("Agents", counts.agents, help="Agents not retired")
 active_col.metric("Active agents", counts.active_agents)
 users_col.metric("Users", counts.users, help="Active tenant users; platform staff are not counted")
 
-by_type_col, by_role_col = st.columns(2)
+st.subheader("Today")
+runs_col, success_col, spend_col, approvals_col, alerts_col = st.columns(5)
+today = ui.load("runs", data.runs_today, warehouse, tenant_id)
+if today is not None:
+    runs_col.metric("Runs today", today.runs)
+    success_col.metric("Success rate today", ui.percent(today.success_rate), help="Succeeded / (succeeded + failed)")
+budgets = ui.load("budgets", data.budget_status, warehouse, tenant_id) if sees_costs else None
+if sees_costs:
+    spend = ui.load("spend", data.spend_month_to_date, warehouse, tenant_id)
+    limit = None
+    if budgets is not None and not budgets.is_empty():
+        level = "platform" if tenant_id is None else "tenant"
+        own = budgets.filter(budgets["budget_level"] == level)
+        limit = own["hard_limit_usd"][0] if own.height else None
+    if spend is not None:
+        spend_col.metric(
+            "Spend month to date",
+            ui.usd(spend),
+            help="Against the hard monthly budget of this scope" if limit else None,
+            delta=f"of {ui.usd(limit)} budget" if limit else None,
+            delta_color="off",
+        )
+try:
+    queue = ops.task_queue(ui.ops_engine(), tenant_id, with_prompts=False)
+    waiting = sum(1 for task in queue if task["status"] in ops.WAITING_FOR_APPROVAL)
+    approvals_col.metric("Open approvals", waiting, help="Tasks waiting for an approver's decision")
+except Exception:  # noqa: BLE001 - the ops store is optional for this tile; logged, not fatal
+    ui.LOG.exception("open approvals could not be counted")
+    approvals_col.metric("Open approvals", "-")
+if budgets is not None:
+    alerting = budgets.filter(budgets["status"] != "ok")
+    alerts_col.metric("Budget alerts", alerting.height, help="Budgets over a limit or forecast to go over")
 
-with by_type_col:
+chart_col, type_col = st.columns(2)
+with chart_col:
+    st.subheader("Runs, last 14 days")
+    runs = ui.load("runs", data.runs_by_day, warehouse, tenant_id, 14)
+    if not ui.empty(runs, "No runs in the last 14 days."):
+        st.altair_chart(
+            alt.Chart(runs)
+            .mark_bar()
+            .encode(
+                x=alt.X("run_date:T", title=None),
+                y=alt.Y("sum(runs):Q", title="Runs"),
+                color=alt.Color("status:N", title="Status"),
+                tooltip=["run_date:T", "status:N", "runs:Q"],
+            ),
+            key="overview_runs_by_day",
+        )
+
+with type_col:
     st.subheader("Agents by type")
     by_type = data.agents_by_type(warehouse, tenant_id)
-    if by_type.is_empty():
-        st.caption("No agents in scope.")
-    else:
+    if not ui.empty(by_type, "No agents in scope."):
         st.altair_chart(
             alt.Chart(by_type)
             .mark_bar()
@@ -40,26 +88,29 @@ with by_type_col:
             key="overview_agents_by_type",
         )
 
-with by_role_col:
-    st.subheader("Users by role")
-    by_role = data.users_by_role(warehouse, tenant_id)
-    if by_role.is_empty():
-        st.caption("No users in scope.")
-    else:
-        st.altair_chart(
-            alt.Chart(by_role)
-            .mark_bar()
-            .encode(
-                x=alt.X("users:Q", title="Users"),
-                y=alt.Y("role:N", title=None, sort="-x"),
-                tooltip=["role:N", "users:Q"],
+if budgets is not None and not budgets.is_empty():
+    alerting = budgets.filter(budgets["status"] != "ok")
+    if not alerting.is_empty():
+        st.subheader("Budget alerts")
+        st.dataframe(
+            alerting.select(
+                "budget_level", "scope_id", "spend_mtd_usd", "hard_limit_usd", "forecast_month_end_usd", "status"
             ),
-            key="overview_users_by_role",
+            hide_index=True,
+            key="overview_budget_alerts",
+            column_config={
+                "spend_mtd_usd": st.column_config.NumberColumn("Spend MTD", format="dollar"),
+                "hard_limit_usd": st.column_config.NumberColumn("Hard limit", format="dollar"),
+                "forecast_month_end_usd": st.column_config.NumberColumn("Forecast month end", format="dollar"),
+            },
         )
 
 st.subheader("Tenants")
+tenants = data.tenants(warehouse, tenant_id)
+if not sees_costs:  # budgets are money: only for roles that see costs
+    tenants = tenants.drop("budget_hard_usd", "budget_soft_usd")
 st.dataframe(
-    data.tenants(warehouse, tenant_id),
+    tenants,
     hide_index=True,
     key="overview_tenants",
     column_config={

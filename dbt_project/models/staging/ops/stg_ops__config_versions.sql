@@ -20,6 +20,12 @@ renamed as (
         source as config_source,
         summary,
 
+        -- the platform-wide monthly budget, held only in the applied config itself
+        cast({{ json_extract_text('content', 'platform.platform.budget.monthly_hard_usd') }} as numeric(18, 8))
+            as platform_budget_hard_usd,
+        cast({{ json_extract_text('content', 'platform.platform.budget.monthly_soft_usd') }} as numeric(18, 8))
+            as platform_budget_soft_usd,
+
         -- lineage
         _loaded_at as loaded_at
 
@@ -38,6 +44,8 @@ final as (
         summary,
         rollback_of_version,
         rollback_of_version is not null as is_rollback,
+        platform_budget_hard_usd,
+        platform_budget_soft_usd,
         loaded_at
 
     from renamed
