@@ -19,9 +19,12 @@ from agentprovision.config import ConfigIssue, load_config_dir
 from agentprovision.report_cli import invoices_app, report_app
 from agentprovision.settings import Settings, current_actor, load_settings
 from agentprovision.store.db import open_store, session_factory, transaction
+from agents.cli import agents_app, approvals_app, task_app
 from agents.finetune_cli import finetune_app
 from connectors.cli import connectors_app, webhooks_app
+from governance.access import check_cli
 from governance.cli import audit_app, compliance_app, privacy_app, retention_app, secrets_app
+from governance.permissions import Action, PermissionDenied
 
 EXIT_INVALID = 2
 EXIT_FAILED = 1
@@ -44,6 +47,9 @@ app.add_typer(retention_app, name="retention")
 app.add_typer(report_app, name="report")
 app.add_typer(invoices_app, name="invoices")
 app.add_typer(finetune_app, name="finetune")
+app.add_typer(task_app, name="task")
+app.add_typer(approvals_app, name="approvals")
+app.add_typer(agents_app, name="agents")
 
 ConfigDir = Annotated[
     Path | None, typer.Argument(help="Config directory (default: $AGENTPROVISION_CONFIG_DIR or ./config).")
@@ -68,6 +74,14 @@ def _settings() -> Settings:
 def _open_store(settings: Settings):  # type: ignore[no-untyped-def]
     engine = open_store(settings.database_url)
     return engine, session_factory(engine)
+
+
+def _check(factory, actor: str, action: Action, *, bootstrap: bool = False) -> None:  # type: ignore[no-untyped-def]
+    """The permission matrix for admin commands (bootstrap and operator rules: governance/access.py)."""
+    try:
+        check_cli(factory, actor, action, None, bootstrap=bootstrap)
+    except PermissionDenied as exc:
+        raise CliError(str(exc)) from exc
 
 
 def _print_issues(issues: list[ConfigIssue]) -> None:
@@ -110,6 +124,8 @@ def apply_command(
     settings = _settings()
     directory, config = _load_valid(directory, settings)
     _, factory = _open_store(settings)
+    if not dry_run:
+        _check(factory, actor or current_actor(), Action.CONFIG_APPLY, bootstrap=True)
     with transaction(factory) as session:
         if dry_run:
             changes = config_apply.plan(session, config)
@@ -133,6 +149,7 @@ def _print_changes(changes: list[config_apply.EntityChange]) -> None:
 def config_history() -> None:
     """List every applied config version, newest last."""
     _, factory = _open_store(_settings())
+    _check(factory, current_actor(), Action.CONFIG_HISTORY)
     with transaction(factory) as session:
         versions = config_apply.history(session)
     if not versions:
@@ -150,6 +167,7 @@ def config_rollback(
 ) -> None:
     """Make an earlier version current again, as a new version (history is never rewritten)."""
     _, factory = _open_store(_settings())
+    _check(factory, actor or current_actor(), Action.CONFIG_ROLLBACK)
     with transaction(factory) as session:
         config = config_apply.load_version(session, version)
         if config is None:

@@ -335,8 +335,8 @@ class MartReader:
             if not name or name not in params:
                 raise MartQueryError(f"query parameter ${name or '?'} has no value")
             holder.replace(_literal(params[name]))
-        # sqlglot writes %-free SQL for these literals; psycopg must not read % as a placeholder.
-        text = tree.sql(dialect="postgres").replace("%", "%%")
+        # Sent without parameters, so psycopg leaves the text (and any % in it) exactly as written.
+        text = tree.sql(dialect="postgres")
         with self._pg_connect() as conn:
             try:
                 cursor = conn.execute(text)

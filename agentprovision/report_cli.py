@@ -87,7 +87,13 @@ def _settings() -> Settings:
 
 
 def _authorized(session: Session, actor: str, action: Action, tenant_id: str | None) -> None:
+    """The actor may do `action` on the tenant (None: the platform), and the tenant exists."""
+    if tenant_id is not None and not tenant_id.strip():
+        raise Failure("--tenant must not be empty; leave it out for every tenant")
     require(principal_for(session, actor), action, tenant_id)
+    # Checked after the permission, so a refused caller learns nothing about which tenants exist.
+    if tenant_id is not None and session.get(Tenant, tenant_id) is None:
+        raise Failure(f"unknown tenant {tenant_id!r}")
 
 
 def _audit_refusal(factory, actor: str, action: str, target_type: str, target_id: str, reason: str) -> None:  # type: ignore[no-untyped-def]

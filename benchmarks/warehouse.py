@@ -346,6 +346,7 @@ def run(total: int, ingest: int, work: Path) -> dict[str, object]:
     t["dbt_startup"] = min(dbt(["run", "--select", "tag:no-such-tag"], warehouse, work) for _ in range(2))
     log(f"dbt run --select {SELECTION} --full-refresh")
     t["dbt_full"] = dbt(["run", "--select", SELECTION, "--full-refresh"], warehouse, work)
+    figures["full_models"] = model_times(work)
     log("hand-written SQL")
     t["hand"] = hand_written(warehouse)
     figures["agreement"] = same_results(warehouse)
@@ -364,6 +365,7 @@ def run(total: int, ingest: int, work: Path) -> dict[str, object]:
     )
     insert_arrow(warehouse, [table.cast(table.schema) for table in more])
     t["dbt_incremental"] = dbt(["run", "--select", SELECTION], warehouse, work)
+    figures["incremental_models"] = model_times(work)
     with duckdb.connect(str(warehouse), read_only=True) as con:
         figures["calls_after_increment"] = con.execute("SELECT count(*) FROM marts.fct_llm_calls").fetchone()[0]
         expected = con.execute(
@@ -373,6 +375,19 @@ def run(total: int, ingest: int, work: Path) -> dict[str, object]:
         raise SystemExit(f"incremental fct_llm_calls has {figures['calls_after_increment']} rows, raw has {expected}")
     figures["times"] = t
     return figures
+
+
+def met(ok: bool) -> str:
+    return "yes" if ok else "no"
+
+
+def model_times(work: Path) -> str:
+    """The slowest models of the last dbt invocation, from its run_results.json."""
+    import json
+
+    results = json.loads((work / "target" / "run_results.json").read_text())["results"]
+    slowest = sorted(results, key=lambda r: r["execution_time"], reverse=True)[:4]
+    return ", ".join(f"{r['unique_id'].rsplit('.', 1)[-1]} {r['execution_time']:.1f} s" for r in slowest)
 
 
 def render(figures: dict[str, object]) -> str:
@@ -390,7 +405,7 @@ def render(figures: dict[str, object]) -> str:
         f"| plain DuckDB insert of the Arrow table ({ingest:,} events) | {t['raw_insert']:.2f} s | "
         f"{raw_rate:,.0f} events/s | baseline | |",
         f"| `load_raw` from the ops store (same {ingest:,} events) | {t['load_raw']:.2f} s | "
-        f"{load_rate:,.0f} events/s = {load_rate / raw_rate:.3f}x | >= 0.5x | {'yes' if load_rate >= 0.5 * raw_rate else 'no'} |",
+        f"{load_rate:,.0f} events/s = {load_rate / raw_rate:.3f}x | >= 0.5x | {met(load_rate >= 0.5 * raw_rate)} |",
         f"| plain DuckDB insert, all {total:,} events | {t['raw_insert_all']:.2f} s | "
         f"{total / t['raw_insert_all']:,.0f} events/s | | |",  # type: ignore[operator]
         f"| dbt start-up (parse, connect, empty run) | {t['dbt_startup']:.2f} s | | | |",
@@ -404,6 +419,9 @@ def render(figures: dict[str, object]) -> str:
         f"{'yes' if t['dbt_incremental'] < 5 else 'no'} |",
         "",
         f"Hand-written and dbt results agree: {figures['agreement']}.",
+        "",
+        f"Slowest models, full run: {figures['full_models']}; incremental run: {figures['incremental_models']}.",
+        f"Machine load average when the run finished: {os.getloadavg()[0]:.1f} (2 cores, shared).",
     ]
     return "\n".join(lines)
 

@@ -1,21 +1,20 @@
-"""The dashboards' one way into the warehouse: read-only queries over the dbt marts.
+"""The dashboards' queries over the warehouse marts, all read through ``agentprovision.marts``.
 
 Rules every function here keeps:
-- it reads marts only (``dim_*`` / ``fct_*``), never the ``raw`` schema or staging models;
-- it reads the *published* copy (``settings.published_duckdb_path``), which the pipeline replaces
-  atomically (``os.replace``) after each dbt build, so the dashboards never meet the writer's lock;
+- it reads marts only, through :class:`agentprovision.marts.MartReader`, the one read module the
+  CLI reports and the agents' warehouse tool use too: it checks each statement (one SELECT over known
+  marts), reads the *published* DuckDB copy read-only (replaced atomically after each build, so the
+  dashboards never meet the writer's lock; a swap in progress is retried, not shown) or PostgreSQL;
 - it takes the :class:`Warehouse` snapshot it reads and the ``tenant_id`` scope (``None`` = all
-  tenants) as arguments; the scope goes into the SQL ``WHERE`` clause as a bound parameter, as does
-  every other user-supplied value (nothing typed by a user is formatted into SQL text);
+  tenants) as arguments and hands the scope to MartReader, which rewrites every mart the SQL names
+  into a tenant-filtered subquery: no query here filters on tenant itself, and none can forget to;
+- every user-supplied value is a bound ``$parameter``; nothing typed by a user is formatted into SQL;
 - it selects the columns it relies on by name, so a mart change fails here, in one place.
 
-Connections are opened per query and closed straight away (DuckDB read-only opens of a small file
-cost about a millisecond): a long-lived connection would keep reading the replaced file's old inode,
-and a DuckDB connection must not be shared between Streamlit's session threads anyway. That is why
-nothing here uses ``st.cache_resource``: there is no connection worth sharing. Query results are
-cached with ``st.cache_data``; the :class:`Warehouse` argument carries the file's inode and mtime,
-so a newly published warehouse is a new cache key and is read at once, while the TTL bounds how
-long any result lives.
+Results are cached with ``st.cache_data`` (TTL and entry count bounded); the :class:`Warehouse`
+argument carries the published file's inode and mtime, so a newly published warehouse is a new cache
+key and is read at once, while the TTL bounds how long any result lives. A mart the warehouse does
+not have yet raises :class:`MartMissing`, which pages show as an empty state.
 """
 
 from __future__ import annotations
@@ -106,7 +105,12 @@ def _reader() -> MartReader:
 
 
 def _query(
-    warehouse: Warehouse, tenant_id: str | None, sql: str, params: Mapping[str, Any] | None = None
+    warehouse: Warehouse,
+    tenant_id: str | None,
+    sql: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    keep_decimals: bool = False,
 ) -> pl.DataFrame:
     """One SELECT over the marts, scoped to `tenant_id` (None = platform-wide) by MartReader.
 
@@ -117,7 +121,7 @@ def _query(
     del warehouse
     scope = Scope.platform() if tenant_id is None else Scope.tenant(tenant_id)
     try:
-        return _reader().select(sql, scope, params)
+        frame = _reader().select(sql, scope, params)
     except WarehouseUnavailable as exc:
         missing = _missing_mart(str(exc))
         if missing is not None:
@@ -133,6 +137,11 @@ def _query(
             f"the published warehouse is missing a mart or column the dashboards read ({exc}); "
             "has `dbt build` run since the last publish?"
         ) from exc
+    if keep_decimals:
+        return frame
+    # Money is NUMERIC in the marts; pages chart and format it, and Vega reads a decimal column as its
+    # unscaled integer, so display reads get floats. Exports (chargeback) keep the exact decimals.
+    return frame.with_columns(pl.col(pl.Decimal).cast(pl.Float64))
 
 
 def _missing_mart(message: str) -> str | None:
@@ -529,7 +538,8 @@ def latest_failed_runs(warehouse: Warehouse, tenant_id: str | None, limit: int =
 
 @_cached
 def sla_daily(warehouse: Warehouse, tenant_id: str | None, days: int) -> pl.DataFrame:
-    """Per day and model: calls, latency p50/p95, error, fallback and guardrail rates (call-weighted)."""
+    """Per day and model: calls, the worst agent's latency p50/p95, and call-weighted error, fallback and
+    guardrail rates."""
     return _query(
         warehouse,
         tenant_id,
@@ -545,6 +555,37 @@ def sla_daily(warehouse: Warehouse, tenant_id: str | None, days: int) -> pl.Data
         WHERE sla_date > current_date - $days::INTEGER
         GROUP BY sla_date, model_name
         ORDER BY sla_date, model_name
+        """,
+        {"days": int(days)},
+    )
+
+
+SLA_BREAKDOWNS = {"tenant": "tenant_id", "agent": "agent_id", "model": "model_name"}
+
+
+@_cached
+def sla_breakdown(warehouse: Warehouse, tenant_id: str | None, days: int, by: str) -> pl.DataFrame:
+    """Model-call service levels per tenant, agent or model over the window.
+
+    Percentiles of daily percentiles cannot be combined exactly, so the table shows the worst day's
+    p50/p95 and call-weighted rates: enough to find the group to look at.
+    """
+    column = SLA_BREAKDOWNS[by]  # a fixed column name, never user text
+    return _query(
+        warehouse,
+        tenant_id,
+        f"""
+        SELECT {column} AS "group",
+               sum(calls) AS calls,
+               max(latency_p50_ms) AS worst_day_p50_ms,
+               max(latency_p95_ms) AS worst_day_p95_ms,
+               sum(error_rate * calls) / nullif(sum(calls), 0) AS error_rate,
+               sum(fallback_rate * calls) / nullif(sum(calls), 0) AS fallback_rate,
+               sum(guardrail_rate * calls) / nullif(sum(calls), 0) AS guardrail_rate
+        FROM fct_sla_daily
+        WHERE sla_date > current_date - $days::INTEGER
+        GROUP BY 1
+        ORDER BY calls DESC, 1
         """,
         {"days": int(days)},
     )
@@ -712,6 +753,7 @@ def chargeback(warehouse: Warehouse, tenant_id: str | None, billing_month: Any) 
         ORDER BY "SubAccountId", "ResourceId", "ChargePeriodStart"
         """,
         {"billing_month": billing_month},
+        keep_decimals=True,
     )
 
 
@@ -865,6 +907,10 @@ def policy_violations(warehouse: Warehouse, tenant_id: str | None, limit: int = 
     )
 
 
+# fct_llm_calls.guardrail_action is the strongest action on either side: clean | allowed | masked | blocked.
+GUARDRAIL_INTERVENED = ("masked", "blocked", "mask", "block")
+
+
 @_cached
 def guardrail_stats(warehouse: Warehouse, tenant_id: str | None, days: int) -> pl.DataFrame:
     """guardrail_action, calls: how model calls fared against the PII and content guardrails."""
@@ -872,7 +918,7 @@ def guardrail_stats(warehouse: Warehouse, tenant_id: str | None, days: int) -> p
         warehouse,
         tenant_id,
         """
-        SELECT coalesce(guardrail_action, 'none') AS guardrail_action, count(*) AS calls
+        SELECT coalesce(guardrail_action, 'clean') AS guardrail_action, count(*) AS calls
         FROM fct_llm_calls
         WHERE call_date > current_date - $days::INTEGER
         GROUP BY 1

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from agentprovision.apply import current_version, diff
@@ -33,7 +33,9 @@ from agentprovision.store.agent_models import AgentApproval
 from agentprovision.store.audit import VerifyResult, append_audit, chain_of, latest_exported_heads, verify_chain
 from agentprovision.store.connector_models import IntegrationSyncState, SyncRun
 from agentprovision.store.db import open_store, session_factory, transaction
-from agentprovision.tasks import queue_task
+from agents.runtime.approvals import ApprovalError, decide_approval
+from agents.runtime.submit import SubmitRefused
+from agents.runtime.submit import submit_task as runtime_submit_task
 from governance.evidence import Period, build_sections, write_pack
 from governance.permissions import Action, PermissionDenied, Principal, require
 from governance.tenancy import tenant_session
@@ -41,8 +43,6 @@ from governance.tenancy import tenant_session
 SOURCE = "dashboard"
 HEADS_DIR = "audit_heads"  # the same folder `agentprovision audit verify` anchors on
 MAX_TASK_TEXT = 4000
-# Task statuses that mean "a person must decide before the run goes on".
-WAITING_FOR_APPROVAL = ("needs_approval", "awaiting_approval", "pending_approval")
 
 
 class OpsStoreUnavailable(RuntimeError):
@@ -129,19 +129,19 @@ def submit_task(engine: Engine, principal: Principal, tenant_id: str, agent_id: 
     try:
         require(principal, Action.TASK_SUBMIT, tenant_id)
         with tenant_session(factory, tenant_id) as session:
-            agent = session.get(m.Agent, agent_id)
-            if agent is None or agent.tenant_id != tenant_id:
-                raise ValueError(f"agent {agent_id!r} is not an agent of tenant {tenant_id!r}")
-            if agent.status != "active":
-                raise ValueError(f"agent {agent_id!r} is {agent.status}; only active agents take tasks")
-            task, _ = queue_task(
-                session,
-                tenant_id=tenant_id,
-                agent_id=agent_id,
-                source=SOURCE,
-                idempotency_key=f"{SOURCE}:{uuid.uuid4()}",  # every submission is a new task
-                task_input={"instructions": text, "submitted_by": principal.user_id},
-            )
+            try:
+                # The runtime's own submission: the agent must be the tenant's and active, and the input
+                # must fit the agent type. A fresh key: every submission from the form is a new task.
+                task, _ = runtime_submit_task(
+                    session,
+                    tenant_id=tenant_id,
+                    agent_id=agent_id,
+                    task_input={"instructions": text, "submitted_by": principal.user_id},
+                    source=SOURCE,
+                    idempotency_key=f"{SOURCE}:{uuid.uuid4()}",
+                )
+            except SubmitRefused as exc:
+                raise ValueError(str(exc)) from None
             append_audit(
                 session,
                 actor=principal.user_id,
@@ -228,36 +228,33 @@ def approvals(engine: Engine, tenant_id: str | None, *, with_arguments: bool, li
         ]
 
 
-def approval_decider() -> Any | None:
-    """The agent runtime's decision function, when the runtime provides one; None keeps the queue read-only."""
-    try:
-        from agents.runtime import approvals as runtime_approvals  # noqa: PLC0415 - optional until the runtime lands
-    except ImportError:
-        return None
-    return getattr(runtime_approvals, "decide_approval", None)
+def pending_approval_count(engine: Engine, tenant_id: str | None) -> int:
+    with scoped_session(engine, tenant_id) as session:
+        return session.scalar(select(func.count()).select_from(AgentApproval).where(AgentApproval.status == "pending"))
 
 
 def decide(engine: Engine, principal: Principal, tenant_id: str, approval_id: str, approve: bool, reason: str) -> None:
-    """Approve or reject one pending request through the runtime (which resumes or ends the run). Audited."""
+    """Approve or reject one pending request through the agent runtime, which resumes or ends the run and
+    writes the audit record in the same transaction. Raises PermissionDenied (audited) or ValueError."""
     factory = session_factory(engine)
-    action = "approval.grant" if approve else "approval.reject"
+    action = "approval.approve" if approve else "approval.reject"
     try:
         require(principal, Action.APPROVAL_DECIDE, tenant_id)
     except PermissionDenied as exc:
         _audit_denied(factory, principal, action, "approval", approval_id, tenant_id, str(exc))
         raise
-    decider = approval_decider()
-    if decider is None:
-        raise RuntimeError("approvals are read-only here until the agent runtime provides decide_approval")
-    decider(
-        engine,
-        tenant_id=tenant_id,
-        approval_id=approval_id,
-        approve=approve,
-        actor=principal.user_id,
-        reason=reason.strip() or None,
-        source=SOURCE,
-    )
+    try:
+        decide_approval(
+            engine,
+            tenant_id=tenant_id,
+            approval_id=approval_id,
+            approve=approve,
+            actor=principal.user_id,
+            reason=reason.strip() or None,
+            source=SOURCE,
+        )
+    except ApprovalError as exc:
+        raise ValueError(str(exc)) from None
 
 
 # --- audit chain, evidence ------------------------------------------------------------------------

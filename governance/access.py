@@ -7,7 +7,7 @@ The acting user is `AGENTPROVISION_ACTOR` (or the OS user), looked up in the ops
   through and recorded as a bootstrap;
 - an actor the store does not know is the infrastructure operator: whoever runs the CLI holds the
   database credentials and could write the store directly, so refusing them protects nothing. They
-  are let through and every such action is recorded as `cli.operator_access`. Set
+  are let through and every such change is recorded as `cli.operator_access` (reads are not). Set
   `AGENTPROVISION_STRICT_ACTORS=1` in production to refuse them instead, so every administrative
   action is attributable to a configured user.
 Destructive or disclosing commands (privacy erase, retention apply, evidence export) never use the
@@ -20,11 +20,12 @@ import os
 from typing import Literal
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from agentprovision.store import models as m
 from agentprovision.store.audit import append_audit
-from governance.permissions import Action, PermissionDenied, Principal, require
+from agentprovision.store.db import transaction
+from governance.permissions import PLATFORM_WIDE_READS, Action, PermissionDenied, Principal, require
 
 ENV_STRICT = "AGENTPROVISION_STRICT_ACTORS"
 Admission = Literal["user", "bootstrap", "operator"]
@@ -60,6 +61,8 @@ def admit(
         )
     else:
         admission = "operator"
+    if action in PLATFORM_WIDE_READS:
+        return admission  # read-only: nothing changed that the trail must attribute
     append_audit(
         session,
         actor=actor,
@@ -71,3 +74,31 @@ def admit(
         details={"reason": "no users yet" if admission == "bootstrap" else "actor is not a configured user"},
     )
     return admission
+
+
+def check_cli(
+    factory: sessionmaker[Session],
+    actor: str,
+    action: Action,
+    tenant_id: str | None,
+    *,
+    bootstrap: bool = False,
+) -> Admission:
+    """`admit` in its own transaction; a refusal is recorded as a denied audit record, then re-raised."""
+    try:
+        with transaction(factory) as session:
+            return admit(session, actor, action, tenant_id, bootstrap=bootstrap)
+    except PermissionDenied as exc:
+        with transaction(factory) as session:
+            append_audit(
+                session,
+                actor=actor,
+                action=str(action),
+                target_type="action",
+                target_id=str(action),
+                tenant_id=tenant_id if tenant_id and session.get(m.Tenant, tenant_id) else None,
+                source="cli",
+                outcome="denied",
+                details={"reason": str(exc)},
+            )
+        raise

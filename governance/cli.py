@@ -15,6 +15,7 @@ from agentprovision.settings import current_actor, load_settings
 from agentprovision.store.audit import append_audit, latest_exported_heads, verify_chain
 from agentprovision.store.db import open_store, session_factory, transaction
 from agentprovision.store.models import Tenant, User
+from governance.access import check_cli
 from governance.evidence import EvidenceError, Period, build_sections, write_pack
 from governance.permissions import Action, PermissionDenied, Principal, require
 from governance.privacy import PrivacyError, erase_subject
@@ -31,6 +32,15 @@ def _engine():  # type: ignore[no-untyped-def]
     return open_store(load_settings().database_url)
 
 
+def _check(action: Action, tenant_id: str | None) -> None:
+    """The permission matrix, with the bootstrap and operator rules of governance/access.py."""
+    try:
+        check_cli(session_factory(_engine()), current_actor(), action, tenant_id)
+    except PermissionDenied as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
 def _vault() -> CredentialVault:
     settings = load_settings()
     try:
@@ -45,6 +55,7 @@ def set_secret(
     name: Annotated[str, typer.Argument(help="Secret name, as referenced by secret://NAME in config.")],
 ) -> None:
     """Store a secret; the value is read from standard input (never from the command line)."""
+    _check(Action.SECRET_MANAGE, tenant)
     value = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else typer.prompt("value", hide_input=True)
     try:
         _vault().store(tenant, name, value, actor=current_actor())
@@ -57,6 +68,7 @@ def set_secret(
 @secrets_app.command("list")
 def list_secrets(tenant: Annotated[str, typer.Argument(help="Tenant id.")]) -> None:
     """Names, key ids and last change of a tenant's secrets; never their values."""
+    _check(Action.SECRET_MANAGE, tenant)
     rows = _vault().names(tenant)
     if not rows:
         typer.echo(f"tenant {tenant} has no stored secrets")
@@ -80,6 +92,7 @@ def rotate_key() -> None:
     """
     settings = load_settings()
     engine = _engine()
+    _check(Action.KEY_ROTATE, None)
     key_file = settings.state_dir / KEY_FILE_NAME
     try:
         keyring = load_keyring(settings.state_dir)
@@ -99,6 +112,7 @@ def rotate_key() -> None:
 @audit_app.command("verify")
 def verify() -> None:
     """Check every audit chain; name the first record that does not verify."""
+    _check(Action.AUDIT_VERIFY, None)
     anchors = latest_exported_heads(load_settings().state_dir / HEADS_DIR)
     with transaction(session_factory(_engine())) as session:
         result = verify_chain(session, anchors)

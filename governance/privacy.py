@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import re
+import sqlite3
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -46,8 +47,8 @@ from agentprovision.warehouse import publish
 
 MIN_IDENTIFIER = 4  # shorter strings would pseudonymise unrelated text
 AUDIT_TABLES = {"audit_records", "audit_seals"}  # changed only through erase_personal_fields
-STORE_FILE_SUFFIXES = (".db", ".db-wal", ".db-shm", ".duckdb", ".duckdb.wal", ".tmp")
 DUCKDB_TEXT_TYPES = ("VARCHAR", "JSON")
+UNSEARCHABLE = -1  # a store the final scan could not read counts as not clean
 
 
 class PrivacyError(Exception):
@@ -83,7 +84,8 @@ class ErasureReport:
         lines.append("final scan:")
         if self.remaining:
             for where, rows in sorted(self.remaining.items()):
-                lines.append(f"  STILL FOUND  {where}: {rows}")
+                found = "could not be searched" if rows == UNSEARCHABLE else f"{rows}"
+                lines.append(f"  STILL FOUND  {where}: {found}")
         else:
             lines.append("  0 rows and 0 files still hold the subject's identifiers")
         lines.extend(f"warning: {warning}" for warning in self.warnings)
@@ -162,17 +164,25 @@ def erase_subject(
             if changed:
                 report.changed[f"ops:{table.name}"] = changed
         report.audit_records_erased = _erase_audit(session, tenant_id, matcher, actor, erasure_id, report, source)
-    if engine.dialect.name == "sqlite":
-        _purge_sqlite(engine)
+    purge_failed = engine.dialect.name == "sqlite" and not _purge_sqlite(engine, report)
 
-    for path in _duckdb_files(settings):
-        changed = _scrub_duckdb(path, tenant_id, matcher)
-        for where, rows in changed.items():
-            report.changed[f"warehouse:{path.name}:{where}"] = rows
-    _rebuild_and_republish(settings, report)
-    report.files_redacted = _redact_files(settings.state_dir, matcher, engine)
+    try:
+        for path in _duckdb_files(settings):
+            changed = _scrub_duckdb(path, tenant_id, matcher)
+            for where, rows in changed.items():
+                report.changed[f"warehouse:{path.name}:{where}"] = rows
+        _rebuild_and_republish(settings, report)
+    except duckdb.Error as exc:
+        # Most likely a pipeline run holds the file. The ops store is already erased; erasing again is safe.
+        report.warnings.append(
+            f"the warehouse could not be erased ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
+            "run the same `privacy erase` again when no pipeline run holds it"
+        )
+    report.files_redacted = _redact_files(settings, matcher, engine)
 
     report.remaining = scan(engine, settings, tenant_id, matcher)
+    if purge_failed:
+        report.remaining["ops:sqlite free pages"] = UNSEARCHABLE
     with transaction(factory) as session:
         append_audit(
             session,
@@ -318,7 +328,7 @@ def _erase_audit(
     return erased
 
 
-def _purge_sqlite(engine: Engine) -> None:
+def _purge_sqlite(engine: Engine, report: ErasureReport) -> bool:
     """Fold the WAL back and rebuild the file, so no page still holds what was overwritten."""
     # A raw connection: VACUUM and checkpoints cannot run inside the BEGIN IMMEDIATE the engine issues.
     connection = engine.raw_connection()
@@ -327,6 +337,13 @@ def _purge_sqlite(engine: Engine) -> None:
         for statement in ("PRAGMA wal_checkpoint(TRUNCATE)", "VACUUM", "PRAGMA wal_checkpoint(TRUNCATE)"):
             cursor.execute(statement)
         cursor.close()
+        return True
+    except sqlite3.Error as exc:
+        report.warnings.append(
+            f"the ops store file could not be vacuumed ({exc}); old values may remain in its free pages "
+            "until `VACUUM` runs: run the same `privacy erase` again when the store is idle"
+        )
+        return False
     finally:
         connection.close()
 
@@ -402,10 +419,11 @@ def _rebuild_and_republish(settings: Settings, report: ErasureReport) -> None:
         report.warnings.append("no published warehouse copy existed; nothing republished")
 
 
-def _redact_files(state_dir: Path, matcher: Matcher, engine: Engine) -> list[str]:
+def _redact_files(settings: Settings, matcher: Matcher, engine: Engine) -> list[str]:
     redacted: list[Path] = []
-    for path in _state_files(state_dir):
-        if _is_store_file(path, engine):
+    stores = _store_files(settings, engine)
+    for path in _state_files(settings.state_dir):
+        if path.resolve() in stores:
             continue
         data = path.read_bytes()
         if b"\0" in data or not matcher.found_in_bytes(data):
@@ -438,12 +456,13 @@ def _state_files(state_dir: Path) -> list[Path]:
     return [p for p in sorted(state_dir.rglob("*")) if p.is_file()] if state_dir.exists() else []
 
 
-def _is_store_file(path: Path, engine: Engine) -> bool:
-    """Store files are searched through their engines, scoped to the tenant; other tenants' rows are in them."""
-    database = engine.url.database if engine.dialect.name == "sqlite" else None
-    if database and str(path).startswith(str(Path(database).resolve())):
-        return True
-    return path.name.endswith(STORE_FILE_SUFFIXES)
+def _store_files(settings: Settings, engine: Engine) -> set[Path]:
+    """The stores' own files: searched through their engines, scoped to the tenant (other tenants' rows live there)."""
+    files = {settings.duckdb_path, settings.published_duckdb_path, Path(f"{settings.duckdb_path}.wal")}
+    if engine.dialect.name == "sqlite" and engine.url.database:
+        database = Path(engine.url.database).resolve()
+        files |= {database, Path(f"{database}-wal"), Path(f"{database}-shm"), Path(f"{database}-journal")}
+    return {f.resolve() for f in files}
 
 
 def scan(engine: Engine, settings: Settings, tenant_id: str, matcher: Matcher) -> dict[str, int]:
@@ -459,14 +478,19 @@ def scan(engine: Engine, settings: Settings, tenant_id: str, matcher: Matcher) -
     for path in (settings.duckdb_path, settings.published_duckdb_path):
         if not path.exists():
             continue
-        with duckdb.connect(str(path), read_only=True) as con:
-            for (schema, table), (columns, has_tenant) in _duckdb_tables(con).items():
-                where = _duckdb_where(columns, has_tenant)
-                params = _duckdb_params(matcher, tenant_id, has_tenant)
-                count = con.execute(f'SELECT count(*) FROM "{schema}"."{table}" WHERE {where}', params).fetchone()[0]
-                if count:
-                    remaining[f"warehouse:{path.name}:{schema}.{table}"] = count
+        try:
+            with duckdb.connect(str(path), read_only=True) as con:
+                for (schema, table), (columns, has_tenant) in _duckdb_tables(con).items():
+                    where = _duckdb_where(columns, has_tenant)
+                    params = _duckdb_params(matcher, tenant_id, has_tenant)
+                    query = f'SELECT count(*) FROM "{schema}"."{table}" WHERE {where}'
+                    count = con.execute(query, params).fetchone()[0]
+                    if count:
+                        remaining[f"warehouse:{path.name}:{schema}.{table}"] = count
+        except duckdb.Error:
+            remaining[f"warehouse:{path.name}"] = UNSEARCHABLE  # in use elsewhere: not proven clean
+    stores = _store_files(settings, engine)
     for path in _state_files(settings.state_dir):
-        if not _is_store_file(path, engine) and matcher.found_in_bytes(path.read_bytes()):
+        if path.resolve() not in stores and matcher.found_in_bytes(path.read_bytes()):
             remaining[f"file:{path}"] = 1
     return remaining

@@ -9,7 +9,6 @@ from assets.connectors import connector_syncs
 from assets.governance import audit_chain_heads, compliance_evidence, data_retention
 from assets.ingestion import raw_ops_tables
 from assets.warehouse import dbt_models, published_warehouse
-from orchestration.checks import raw_event_suites
 from orchestration.jobs import (
     agent_work_job,
     audit_heads_job,
@@ -45,7 +44,6 @@ defs = dg.Definitions(
         compliance_evidence,
         data_retention,
     ],
-    asset_checks=[raw_event_suites],
     jobs=[full_pass_job, agent_work_job, connector_sync_job, audit_heads_job, compliance_evidence_job, retention_job],
     schedules=[full_pass_every_15_minutes, audit_heads_daily, compliance_evidence_daily, retention_daily],
     sensors=[

@@ -1,7 +1,11 @@
-"""The headless demo: seed the embedded default from config, then run the full pass through Dagster.
+"""The headless demo: seed the embedded default from config, run agent work, then the full pass, through Dagster.
 
-The run is recorded in DAGSTER_HOME, so it shows in the Dagster UI exactly like a scheduled one.
-Running it again applies nothing new (the config is unchanged) and ingests only what is new.
+One pass: apply the config, sync the offline integrations (their triggers queue tasks), queue one
+task per active agent for today, dispatch the queued tasks exactly as the dispatch sensor would
+(same planner: limits and budget check), run each tenant's agent work as a `run_agent_tasks` run on
+the sandbox provider, then the `full_pass` job (ingestion, GX checks, dbt, publish). Every run is
+recorded in DAGSTER_HOME, so it shows in the Dagster UI exactly like a scheduled one. Running it
+again the same day applies nothing new, queues nothing new and ingests only what is new.
 """
 
 from __future__ import annotations
@@ -13,13 +17,16 @@ import sys
 import time
 
 import duckdb
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from agentprovision.apply import apply_config
 from agentprovision.config import load_config_dir
+from agentprovision.dispatch import DispatchPlan, plan_dispatch, record_refusals
 from agentprovision.serve import server_environment
 from agentprovision.settings import Settings
 from agentprovision.store.db import open_store, session_factory, transaction
+from agentprovision.store.models import Agent, Tenant
+from agentprovision.tasks import queue_task
 from connectors.errors import ConnectorError
 from connectors.sync import SyncOptions, sync_all
 
@@ -50,22 +57,53 @@ def run_pass(settings: Settings) -> int:
         )
     print(f"config: {'applied as version ' + str(applied.version) if applied.changed else 'unchanged'}")
     print(sync_local_integrations(engine, settings))
+    print(f"tasks: {queue_demo_tasks(engine)} queued for today's demo")
 
     # Imported here so that loading definitions (which parses nothing, but builds resources from
     # the environment) happens after the environment above is in place.
     from dagster import DagsterInstance
 
     from orchestration.definitions import defs
+    from orchestration.jobs import agent_work_job
+    from orchestration.partitions import DISPATCH_TAG, TENANT_TAG, tenant_partitions
 
     # dbt's progress lines go to a buffer to keep the summary short; they are shown if the pass fails,
     # and every run's full logs stay in the Dagster UI.
     progress = io.StringIO()
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     with DagsterInstance.get() as instance, contextlib.redirect_stdout(progress):
+        with transaction(session_factory(engine)) as session:
+            tenants = sorted(session.scalars(select(Tenant.tenant_id).where(Tenant.status == "active")))
+            plan = plan_dispatch(session, in_flight={})
+            record_refusals(session, plan.refusals)
+        # What tenant_partitions_sensor does on its first tick under `dagster dev`.
+        instance.add_dynamic_partitions(tenant_partitions.name, tenants)
+        agent_runs = [
+            defs.resolve_job_def(agent_work_job.name).execute_in_process(
+                instance=instance,
+                partition_key=launch.tenant_id,
+                raise_on_error=False,
+                tags={TENANT_TAG: launch.tenant_id, DISPATCH_TAG: launch.tenant_id},
+                run_config={
+                    **quiet,
+                    "ops": {
+                        "agent_work": {
+                            "config": {"task_ids": list(launch.task_ids), "max_concurrency": launch.max_concurrency}
+                        }
+                    },
+                },
+            )
+            for launch in plan.launches
+        ]
         outcome = defs.resolve_job_def("full_pass").execute_in_process(
-            instance=instance,
-            raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            instance=instance, raise_on_error=False, run_config=quiet
         )
+    print(agent_summary(plan, agent_runs))
+    failed_agent_runs = [run.run_id for run in agent_runs if not run.success]
+    if failed_agent_runs:
+        print(progress.getvalue()[-4000:], file=sys.stderr)
+        print(f"agent work failed in run(s) {', '.join(failed_agent_runs)}; see the Dagster UI", file=sys.stderr)
+        return 1
     if not outcome.success:
         print(progress.getvalue()[-4000:], file=sys.stderr)
         failed = [e.step_key for e in outcome.all_events if e.is_step_failure]
@@ -78,6 +116,41 @@ def run_pass(settings: Settings) -> int:
     print(f"pipeline: run {outcome.run_id} succeeded")
     print(summary(settings))
     return 0
+
+
+def queue_demo_tasks(engine: Engine) -> int:
+    """One task per active agent for today; idempotent per day, so a second pass queues nothing."""
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    created = 0
+    with transaction(session_factory(engine)) as session:
+        agents = session.execute(
+            select(Agent.tenant_id, Agent.agent_id, Agent.name)
+            .join(Tenant, Tenant.tenant_id == Agent.tenant_id)
+            .where(Agent.status == "active", Tenant.status == "active")
+            .order_by(Agent.agent_id)
+        ).all()
+        for tenant_id, agent_id, name in agents:
+            _, new = queue_task(
+                session,
+                tenant_id=tenant_id,
+                agent_id=agent_id,
+                source="cli",
+                idempotency_key=f"demo:{agent_id}:{today}",
+                task_input={"instructions": f"Demo run of {name}: summarise what changed today."},
+            )
+            created += new
+    return created
+
+
+def agent_summary(plan: DispatchPlan, runs: list) -> str:  # type: ignore[type-arg]
+    tasks = {}
+    for run in runs:
+        for materialization in run.asset_materializations_for_node("agent_work"):
+            for key, value in materialization.metadata.items():
+                if key.startswith("tasks_"):
+                    tasks[key.removeprefix("tasks_")] = tasks.get(key.removeprefix("tasks_"), 0) + value.value
+    done = ", ".join(f"{count} {status}" for status, count in sorted(tasks.items())) or "none"
+    return f"agents: {len(runs)} tenant run(s), tasks {done}, {len(plan.refusals)} refused by budget"
 
 
 def sync_local_integrations(engine: Engine, settings: Settings) -> str:

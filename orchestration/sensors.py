@@ -17,7 +17,7 @@ from agentprovision.store.models import AuditRecord, Event, Tenant
 from agentprovision.tasks import due_schedules, queue_task
 from connectors.alerts import route_alerts
 from orchestration.jobs import agent_work_job, connector_sync_job
-from orchestration.partitions import TENANT_TAG, tenant_partitions
+from orchestration.partitions import DISPATCH_TAG, TENANT_TAG, tenant_partitions
 from orchestration.resources import DispatchResource, OpsStoreResource
 
 # A sensor that was down longer than this does not replay every missed cron tick on restart.
@@ -122,7 +122,7 @@ def dispatch_sensor(context: dg.SensorEvaluationContext, ops_store: OpsStoreReso
                     }
                 }
             },
-            tags={TENANT_TAG: launch.tenant_id},
+            tags={TENANT_TAG: launch.tenant_id, DISPATCH_TAG: launch.tenant_id},
         )
         for launch in plan.launches
     ]

@@ -49,12 +49,12 @@ def scripted_answer(body: dict[str, Any]) -> dict[str, Any]:
                 text = message["content"]
             planted.extend(PLANTED.findall(text))
         if planted:
-            return _calls([(name, json.loads(args)) for name, args in planted], seed, turns)
+            return _calls([(name, json.loads(args)) for name, args in planted], seed, turns, "[same-ids]" in task)
 
     wanted = int(m.group(1)) if (m := re.search(r"\[tools=(\d+)\]", task)) else len(offered)
     if "[no-tools]" not in task and offered and calls_made < wanted:
         name = offered[calls_made % len(offered)]
-        return _calls([(name, {"query": f"step {calls_made}"})], seed, turns)
+        return _calls([(name, {"query": f"step {calls_made}"})], seed, turns, "[same-ids]" in task)
 
     repaired = any(REPAIR_SEEN in str(m.get("content")) for m in messages if m["role"] == "user")
     if "[bad-json-always]" in task or ("[bad-json]" in task and not repaired):
@@ -62,13 +62,14 @@ def scripted_answer(body: dict[str, Any]) -> dict[str, Any]:
     return {"role": "assistant", "content": json.dumps({"summary": f"done after {calls_made} tool calls"})}
 
 
-def _calls(calls: list[tuple[str, dict[str, Any]]], seed: str, turn: int) -> dict[str, Any]:
+def _calls(calls: list[tuple[str, dict[str, Any]]], seed: str, turn: int, same_ids: bool = False) -> dict[str, Any]:
+    # same_ids: number the calls afresh every turn, as some providers do.
     return {
         "role": "assistant",
         "content": None,
         "tool_calls": [
             {
-                "id": f"call_{seed}_{turn}_{index}",
+                "id": f"call_{index + 1}" if same_ids else f"call_{seed}_{turn}_{index}",
                 "type": "function",
                 "function": {"name": name, "arguments": json.dumps(arguments)},
             }

@@ -9,6 +9,7 @@ its users are who the development sign-in offers.
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import uuid
@@ -23,7 +24,7 @@ from agentprovision.apply import apply_config
 from agentprovision.config import load_config_dir
 from agentprovision.events import PlatformEvent, write_events
 from agentprovision.store import models as m
-from agentprovision.store.agent_models import AgentApproval
+from agentprovision.store.agent_models import AgentApproval, AgentRunState
 from agentprovision.store.db import make_engine, migrate, session_factory, transaction
 from agentprovision.warehouse import load_raw, publish
 
@@ -313,6 +314,11 @@ def copy_ops_store(template: Path, target: Path) -> str:
 
 SYNTHETIC_DAYS = 21  # today and the 20 days before it
 SYNTHETIC_SEED = 8
+PAID_PROVIDERS = {"fast": "openai", "balanced": "anthropic", "deep": "openai"}
+# USD per 1,000 prompt / completion tokens, by model; a tenant's multiplier stands for heavier prompts.
+PRICES = {"fast": (Decimal("0.15"), Decimal("0.60")), "balanced": (Decimal("0.30"), Decimal("1.50")),
+          "deep": (Decimal("1.25"), Decimal("5.00"))}  # fmt: skip
+TENANT_WEIGHT = {"acme": 1, "globex": 1, "initech": 3}
 
 
 def synthetic_events(engine: Any, now: datetime) -> list[PlatformEvent]:
@@ -327,8 +333,10 @@ def synthetic_events(engine: Any, now: datetime) -> list[PlatformEvent]:
             (a.agent_id, a.tenant_id, a.department_id, a.agent_type, a.version)
             for a in session.scalars(select(m.Agent).where(m.Agent.status == "active").order_by(m.Agent.agent_id))
         ]
+        # The example config's deployments are all sandbox; the synthetic fleet is billed as a production
+        # one would be, by paid providers, so invoices, chargeback and budgets have real money to show.
         deployments = [
-            (d.deployment_id, d.model_name, d.provider, (d.regions or ["us"])[0])
+            (d.deployment_id, d.model_name, PAID_PROVIDERS.get(d.model_name, "openai"), (d.regions or ["us"])[0])
             for d in session.scalars(select(m.ModelDeployment).order_by(m.ModelDeployment.deployment_id))
         ]
     events: list[PlatformEvent] = []
@@ -379,9 +387,11 @@ def _synthetic_run(
         latency = int(rng.lognormvariate(6.2, 0.5))
         at += timedelta(milliseconds=latency + rng.randint(50, 2000))
         prompt, completion = rng.randint(300, 4000), rng.randint(50, 1200)
-        call_cost = (Decimal(prompt) * Decimal("0.000002") + Decimal(completion) * Decimal("0.000008")).quantize(
-            Decimal("0.00000001")
-        )
+        prompt_price, completion_price = PRICES.get(model_name, PRICES["fast"])
+        weight = TENANT_WEIGHT.get(tenant_id, 1)
+        call_cost = (
+            (Decimal(prompt) * prompt_price + Decimal(completion) * completion_price) * weight / 1000
+        ).quantize(Decimal("0.00000001"))
         guard = rng.choices(["clean", "masked", "blocked"], weights=[90, 8, 2])[0]
         status = "error" if failed and attempt == calls - 1 else "ok"
         cost += call_cost if status == "ok" else 0
@@ -402,7 +412,7 @@ def _synthetic_run(
                     "model_name": model_name,
                     "provider": provider,
                     "region": region,
-                    "sandbox": provider == "sandbox",
+                    "sandbox": False,
                     "prompt_tokens": prompt,
                     "completion_tokens": completion if status == "ok" else 0,
                     "cached_tokens": 0,
@@ -500,44 +510,43 @@ def build_pipeline_warehouse(workdir: Path) -> tuple[Path, str]:
     engine = make_engine(ops_url)
     now = datetime.now(UTC)
     write_events(engine, synthetic_events(engine, now))
-    with transaction(session_factory(engine)) as session:
-        session.add(
-            AgentApproval(
-                approval_id="00000000-0000-0000-0000-00000000a001",
-                tenant_id="acme",
-                run_id="00000000-0000-0000-0000-00000000b001",
-                task_id="00000000-0000-0000-0000-00000000c001",
-                agent_id="acme-deploy-doctor",
-                tool="open_ticket",
-                tool_call_id="call-1",
-                arguments={"title": "Restart the payments service"},
-                status="pending",
-                requested_at=now,
-            )
-        )
+    park_approval(engine, "acme", "acme-deploy-doctor", "open_ticket", {"title": "Restart the payments service"})
     duckdb_path = workdir / "warehouse.duckdb"
     load_raw(engine, duckdb_path)
     engine.dispose()
     _add_invoice_lines(duckdb_path, now)
-    result = dbtRunner().invoke(
-        [
-            "build",
-            "--project-dir",
-            str(DBT_PROJECT_DIR),
-            "--profiles-dir",
-            str(DBT_PROJECT_DIR),
-            "--target",
-            "duckdb",
-            "--target-path",
-            str(workdir / "dbt_target"),
-            "--log-path",
-            str(workdir / "dbt_logs"),
-            "--log-level",
-            "warn",
-            "--vars",
-            json.dumps({"as_of_date": now.date().isoformat()}),
-        ]  # fmt: skip
-    )
+    # dbt's profile finds the DuckDB file through the same variable the code uses; set only for this call.
+    previous = {
+        name: os.environ.get(name) for name in ("AGENTPROVISION_DUCKDB_PATH", "AGENTPROVISION_WAREHOUSE_TARGET")
+    }
+    os.environ["AGENTPROVISION_DUCKDB_PATH"] = str(duckdb_path)
+    os.environ.pop("AGENTPROVISION_WAREHOUSE_TARGET", None)
+    try:
+        result = dbtRunner().invoke(
+            [
+                "build",
+                "--project-dir",
+                str(DBT_PROJECT_DIR),
+                "--profiles-dir",
+                str(DBT_PROJECT_DIR),
+                "--target",
+                "duckdb",
+                "--target-path",
+                str(workdir / "dbt_target"),
+                "--log-path",
+                str(workdir / "dbt_logs"),
+                "--log-level",
+                "warn",
+                "--vars",
+                json.dumps({"as_of_date": now.date().isoformat()}),
+            ]  # fmt: skip
+        )
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     summary = [f"success={result.success} exception={result.exception}"]
     for node in getattr(result.result, "results", None) or result.result or []:
         if str(node.status) not in ("success", "pass"):
@@ -569,6 +578,7 @@ def _add_invoice_lines(duckdb_path: Path, now: datetime) -> None:
                        json_extract_string(payload, '$.provider') AS provider,
                        json_extract_string(payload, '$.model_name') AS model_name,
                        sum(CAST(json_extract_string(payload, '$.cost_usd') AS DECIMAL(18, 8))) AS cost_usd,
+                       -- one provider overbills globex by 7 %: the reconciliation has something to find
                        CASE WHEN tenant_id = 'globex' THEN 1.07 ELSE 1.0 END AS factor
                 FROM raw.events
                 WHERE kind = 'usage' AND occurred_at >= $since
@@ -577,3 +587,55 @@ def _add_invoice_lines(duckdb_path: Path, now: datetime) -> None:
             """,
             {"now": now, "since": now - timedelta(days=7)},
         )
+
+
+def park_approval(engine: Any, tenant_id: str, agent_id: str, tool: str, arguments: dict[str, Any]) -> str:
+    """A run parked for approval as the runtime leaves it: task, run state and a pending request."""
+    now = datetime.now(UTC)
+    run_id, task_id, approval_id = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
+    with transaction(session_factory(engine)) as session:
+        agent = session.get(m.Agent, agent_id)
+        session.add(
+            m.Task(
+                task_id=task_id,
+                tenant_id=tenant_id,
+                agent_id=agent_id,
+                source="cli",
+                idempotency_key=f"test:{task_id}",
+                status="needs_approval",
+                input={"instructions": f"use {tool}"},
+                run_id=run_id,
+            )
+        )
+        session.flush()
+        session.add(
+            AgentRunState(
+                run_id=run_id,
+                tenant_id=tenant_id,
+                task_id=task_id,
+                agent_id=agent_id,
+                agent_type=agent.agent_type,
+                agent_version=agent.version,
+                config_hash="test",
+                department_id=agent.department_id,
+                source="cli",
+                status="needs_approval",
+                outcomes={},
+                started_at=now,
+            )
+        )
+        session.add(
+            AgentApproval(
+                approval_id=approval_id,
+                tenant_id=tenant_id,
+                run_id=run_id,
+                task_id=task_id,
+                agent_id=agent_id,
+                tool=tool,
+                tool_call_id="call-1",
+                arguments=arguments,
+                status="pending",
+                requested_at=now,
+            )
+        )
+    return approval_id

@@ -156,3 +156,39 @@ def budget_worker(config_dir: str, store_url: str, calls: int, max_tokens: int) 
     finally:
         gateway.close()
         engine.dispose()
+
+
+def rate_worker(config_dir: str, store_url: str, calls: int, moment: str) -> dict[str, dict[str, int]]:
+    """One process of the cross-process rate-limit test: `calls` calls at once for every tenant.
+
+    The clock is fixed at `moment`, so both processes count in the same minute whatever the wall clock does.
+    """
+    import asyncio
+    from datetime import datetime
+
+    from agentprovision.store.db import make_engine
+    from agents.gateway import Gateway, RateLimited
+
+    config = load_config_dir(Path(config_dir)).config
+    engine = make_engine(store_url)
+    fixed = datetime.fromisoformat(moment)
+    gateway = Gateway(config, engine, clock=lambda: fixed)
+    tenants = [t.tenant.id for t in config.tenants]
+    outcomes = {t: {"ok": 0, "rpm": 0, "tpm": 0} for t in tenants}
+
+    async def one(tenant_id: str, i: int) -> None:
+        try:
+            await gateway.acomplete(request(tenant_id, f"count request {i}", max_tokens=50))
+            outcomes[tenant_id]["ok"] += 1
+        except RateLimited as refused:
+            outcomes[tenant_id][refused.kind] += 1
+
+    async def run() -> None:
+        await asyncio.gather(*(one(t, i) for t in tenants for i in range(calls)))
+
+    try:
+        asyncio.run(run())
+        return outcomes
+    finally:
+        gateway.close()
+        engine.dispose()

@@ -56,19 +56,18 @@ def _worker(config_dir: Path, url: str, ledger: Path) -> multiprocessing.Process
 
 
 def test_workers_killed_at_random_points_resume_with_exactly_once_tools_and_events(
-    tmp_path: Path, state_env: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, state_env: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("GATEWAY_TEST_KEY", "loopback-key")
     peer = ScriptedAgentPeer().start()
     try:
-        _run_with_kills(tmp_path, peer)
+        _run_with_kills(tmp_path, peer, store_url)
     finally:
         peer.stop()
 
 
-def _run_with_kills(tmp_path: Path, peer: ScriptedAgentPeer) -> None:
+def _run_with_kills(tmp_path: Path, peer: ScriptedAgentPeer, url: str) -> None:
     rng = random.Random(int(os.environ.get("AGENT_RECOVERY_SEED", "20261124")))
-    url = f"sqlite:///{tmp_path / 'ops.db'}"
     engine = make_engine(url)
     migrate(engine)
     agents = [agent_entry("acme-worker", "qa_testing", ["kb_search", "repo_inspect"])]

@@ -4,6 +4,8 @@ permissions and injection, approvals, idempotency, lifecycle, output repair, lim
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +28,7 @@ from agentprovision.store.models import AuditRecord, Event, Run, Task
 from agents.gateway import telemetry as gateway_telemetry
 from agents.runtime import execute_tasks_sync, transcript
 from agents.runtime import telemetry as runtime_telemetry
-from agents.runtime.approvals import ApprovalError, decide
+from agents.runtime.approvals import ApprovalError, decide, decide_approval
 from agents.runtime.submit import SubmitRefused, submit_task
 from agents.types import agent_type
 from connectors.kb import upsert_documents
@@ -42,6 +44,12 @@ def engine(tmp_path: Path, state_env: Path) -> Iterator[Engine]:
     migrate(engine)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def any_store(store: Engine, state_env: Path) -> Engine:
+    """The ops store on SQLite and on the real PostgreSQL (tests marked postgres)."""
+    return store
 
 
 @pytest.fixture
@@ -147,6 +155,12 @@ def test_real_tools_through_load_tools_when_the_tools_package_is_installed(engin
     outcomes = execute_tasks_sync(config, engine, "acme", settings=load_settings())
     assert set(tools) >= {t for a in config.tenant("acme").agents for t in a.tools}
     assert {o.status for o in outcomes} == {"succeeded"}, outcomes
+    calls = events(engine, "tool_call")
+    # Each run called its first tool for real; a tool may refuse the sandbox's made-up arguments, and
+    # that refusal went back to the model as data rather than failing the run.
+    assert sorted(c.payload["tool"] for c in calls) == sorted(a.tools[0] for a in config.tenant("acme").agents)
+    print({c.payload["tool"]: (c.payload["status"], c.payload["error_class"]) for c in calls})
+    assert {c.payload["status"] for c in calls} <= {"ok", "error"}
 
 
 # --- permissions and injection --------------------------------------------------------------------
@@ -212,8 +226,9 @@ def _parked(engine: Engine, tmp_path: Path, peer: ScriptedAgentPeer) -> tuple[Ad
 
 
 def test_a_high_impact_tool_parks_the_run_until_approved_then_the_run_resumes(
-    engine: Engine, tmp_path: Path, peer: ScriptedAgentPeer
+    any_store: Engine, tmp_path: Path, peer: ScriptedAgentPeer
 ) -> None:
+    engine = any_store
     config, tools, task_id = _parked(engine, tmp_path, peer)
     ledger = tmp_path / "ledger.txt"
     assert [line.split()[-1] for line in ledger_entries(ledger)] == ["kb_search"]
@@ -266,7 +281,16 @@ def test_a_rejected_approval_ends_the_run_without_running_the_tool(
     factory = session_factory(engine)
     with tenant_session(factory, "acme") as session:
         approval_id = session.scalars(select(AgentApproval.approval_id)).one()
-        decide(session, ADMIN, "acme", approval_id, approve=False, reason="not during the freeze")
+    with pytest.raises(PermissionDenied, match="not an active user"):
+        decide_approval(engine, tenant_id="acme", approval_id=approval_id, approve=True, actor="ghost@acme.example")
+    decide_approval(
+        engine,
+        tenant_id="acme",
+        approval_id=approval_id,
+        approve=False,
+        actor="admin@acme.example",
+        reason="not during the freeze",
+    )
     assert run_all(config, engine, tools) == []
     assert "open_ticket" not in " ".join(ledger_entries(tmp_path / "ledger.txt"))
     with tenant_session(factory, "acme") as session:
@@ -420,6 +444,18 @@ def test_model_failures_are_retried_but_budget_refusals_are_not(
     assert peer.count("m") == before
 
 
+def test_tool_call_ids_reused_across_turns_are_made_unique(
+    engine: Engine, tmp_path: Path, peer: ScriptedAgentPeer
+) -> None:
+    agents = [agent_entry("acme-a", "qa_testing", ["kb_search", "repo_inspect"])]
+    config = deploy(engine, runtime_config(tmp_path / "config", agents=agents, api_base=peer.api_base("m")))
+    submit(engine, "acme-a", {"instructions": "x [same-ids]"})
+    [outcome] = run_all(config, engine, make_tools(tmp_path / "l.txt"))
+    assert outcome.status == "succeeded"
+    ids = [c.payload["tool_call_id"] for c in events(engine, "tool_call")]
+    assert len(ids) == 2 and len(set(ids)) == 2 and ids[0] == "call_1"
+
+
 def test_a_tool_error_goes_back_to_the_model_as_data(engine: Engine, tmp_path: Path, peer: ScriptedAgentPeer) -> None:
     agents = [agent_entry("acme-a", "data_analysis", ["warehouse_query"])]
     config = deploy(engine, runtime_config(tmp_path / "config", agents=agents, api_base=peer.api_base("m")))
@@ -498,3 +534,70 @@ def test_spans_nest_run_step_model_call_and_tool_call_in_one_trace(
     trace_id = format(run.context.trace_id, "032x")
     usage = [e for e in events(engine, "model_call") if e.run_id == outcome.run_id]
     assert usage and {e.payload["trace_id"] for e in usage} == {trace_id}
+
+
+# --- plug-ins -------------------------------------------------------------------------------------
+
+PLUGIN = Path(__file__).resolve().parent / "plugin_example"
+PLUGIN_RUN = """
+import json, sys
+from pathlib import Path
+from agent_support import agent_entry, runtime_config
+from agentprovision.apply import apply_config
+from agentprovision.settings import load_settings
+from agentprovision.store.db import make_engine, migrate, session_factory, transaction
+from agentprovision.store.models import Event
+from agents.runtime import execute_tasks_sync
+from agents.runtime.submit import submit_task
+from governance.tenancy import tenant_session
+from sqlalchemy import select
+
+root = Path(sys.argv[1])
+agents = [agent_entry("acme-incidents", "incident_summary", ["uptime_lookup"])]
+config = runtime_config(root / "config", agents=agents)  # validates only if the entry points are found
+engine = make_engine(f"sqlite:///{root / 'plugin.db'}")
+migrate(engine)
+factory = session_factory(engine)
+with transaction(factory) as session:
+    apply_config(session, config, actor="admin@acme.example", source="test")
+with tenant_session(factory, "acme") as session:
+    submit_task(session, tenant_id="acme", agent_id="acme-incidents",
+                task_input={"instructions": "checkout is failing for EU users", "service": "checkout"})
+[outcome] = execute_tasks_sync(config, engine, "acme", settings=load_settings())  # tools from load_tools()
+with transaction(factory) as session:
+    calls = [e.payload for e in session.scalars(select(Event).where(Event.name == "tool_call"))]
+    finished = session.scalars(select(Event).where(Event.name == "run_finished")).one().payload
+print(json.dumps({"status": outcome.status, "calls": calls, "finished": finished}))
+"""
+
+
+def test_an_installed_plugin_adds_an_agent_type_and_a_tool_without_touching_the_core(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import tomllib
+
+    from agentprovision.plugins import AGENT_TYPES_GROUP, registered_names
+
+    assert "incident_summary" not in registered_names(AGENT_TYPES_GROUP)  # not installed in this process
+    # What installing the package produces: its module and a dist-info with the pyproject's entry points.
+    site = tmp_path / "site"
+    shutil.copytree(PLUGIN / "ap_plugin_example", site / "ap_plugin_example")
+    project = tomllib.loads((PLUGIN / "pyproject.toml").read_text())["project"]
+    dist = site / f"ap_plugin_example-{project['version']}.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n")
+    (dist / "entry_points.txt").write_text(
+        "".join(
+            f"[{group}]\n" + "".join(f"{name} = {target}\n" for name, target in points.items()) + "\n"
+            for group, points in project["entry-points"].items()
+        )
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(Path(__file__).parent)])}
+    result = subprocess.run(
+        [sys.executable, "-c", PLUGIN_RUN, str(tmp_path)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["status"] == "succeeded"
+    assert [(c["tool"], c["status"]) for c in report["calls"]] == [("uptime_lookup", "ok")]
+    assert report["finished"]["agent_type"] == "incident_summary"

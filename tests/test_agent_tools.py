@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -599,6 +600,31 @@ def test_open_ticket_and_post_message_reach_the_service_and_name_their_outcome(
     assert "see logs" not in json.dumps(record.details)
 
 
+def test_a_repeated_tool_call_after_a_crash_opens_no_second_ticket(
+    tmp_path: Path, store: Engine, admin_config: Any, httpserver: HTTPServer
+) -> None:
+    from agents.runtime.tooling import CURRENT_TOOL_CALL
+
+    fake_jira = FakeJira(httpserver)
+    seed_tenant(store, "acme", [jira_spec(fake_jira)])
+    ctx = action_ctx(tmp_path, store, admin_config)
+    tool = load_tools()["open_ticket"]
+    token = CURRENT_TOOL_CALL.set("call-7")
+    try:
+        first = tool.run(ctx, {"title": "Deploy failed"})
+        replayed = tool.run(ctx, {"title": "Deploy failed"})  # what a resumed run does after kill -9
+    finally:
+        CURRENT_TOOL_CALL.reset(token)
+    assert len(fake_jira.created) == 1
+    assert replayed.data == first.data and replayed.outcome == "ticket_opened"
+    other_call = CURRENT_TOOL_CALL.set("call-8")
+    try:
+        tool.run(ctx, {"title": "Another failure"})
+    finally:
+        CURRENT_TOOL_CALL.reset(other_call)
+    assert len(fake_jira.created) == 2
+
+
 def test_post_message_goes_to_the_configured_channel(
     tmp_path: Path, store: Engine, admin_config: Any, httpserver: HTTPServer
 ) -> None:
@@ -661,3 +687,43 @@ def test_fetch_page_reads_an_allowed_page_as_text_without_the_credential(
     request = httpserver.log[-1][0]
     assert "Authorization" not in request.headers and TOKEN not in json.dumps(dict(request.headers))
     assert os.environ.get("NO_SUCH") is None
+
+
+# --- warehouse_query on the PostgreSQL warehouse --------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_warehouse_query_on_postgres_goes_through_the_mart_reader_scoped_and_capped(
+    tmp_path: Path, postgres_url: str, admin_config: Any
+) -> None:
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA marts; CREATE SCHEMA raw")
+        conn.execute("CREATE TABLE marts.fct_llm_calls (call_id text, tenant_id text, cost_usd numeric(18, 6))")
+        conn.execute("CREATE TABLE marts.dim_models (model_name text)")
+        conn.execute("CREATE TABLE raw.events (tenant_id text, payload text)")
+        for tenant, count in (("acme", 12), ("globex", 17)):
+            for i in range(count):
+                conn.execute("INSERT INTO marts.fct_llm_calls VALUES (%s, %s, %s)", (f"{tenant}-{i}", tenant, i / 10))
+    settings = replace(make_settings(tmp_path), warehouse_target="postgres", warehouse_url=postgres_url)
+    ctx = ToolContext("acme", "acme-agent", "run-1", admin_config, None, settings, tmp_path)  # type: ignore[arg-type]
+    tool = load_tools()["warehouse_query"]
+    assert tool.run(ctx, {}).data["marts"] == {"marts.fct_llm_calls": ["call_id", "tenant_id", "cost_usd"]}
+    for sql in (
+        "SELECT count(*) FROM marts.fct_llm_calls WHERE 1=1 OR tenant_id = 'globex'",
+        "SELECT count(*) FROM (SELECT * FROM fct_llm_calls UNION ALL SELECT * FROM fct_llm_calls "
+        "WHERE tenant_id <> 'acme') u WHERE u.tenant_id = 'acme' -- comment",
+    ):
+        assert tool.run(ctx, {"sql": sql}).data["rows"] == [[12]], sql
+    capped = tool.run(ctx, {"sql": "SELECT call_id FROM fct_llm_calls ORDER BY call_id", "max_rows": 3})
+    assert capped.data["row_count"] == 3 and capped.data["truncated"] and "globex" not in capped.content
+    for sql, error_class in (
+        ("SELECT * FROM raw.events", "policy"),
+        ("SELECT * FROM (", "tool"),
+        ("SELECT nope FROM fct_llm_calls", "tool"),
+        ("DELETE FROM marts.fct_llm_calls", "policy"),
+    ):
+        with pytest.raises(ToolError) as failure:
+            tool.run(ctx, {"sql": sql})
+        assert failure.value.error_class == error_class, (sql, failure.value.message)

@@ -4,7 +4,8 @@ The warehouse comes from fixed synthetic events pushed through the platform's ow
 config applied to an ops store, events written, `load_raw`, `dbt build`, `publish`; see
 tests/dashboard_fixtures.py). Headless Debian Chromium, driven by Playwright, opens every page as the
 development sign-in's default user (the platform admin), waits for the app to finish running, checks
-that charts and tables really rendered and that no exception is on the page, and saves a screenshot to
+that charts (Vega canvas/SVG) and tables really rendered and that no exception is on the page (a mart
+not built yet is reported as a warning naming it, not a failure), and saves a screenshot to
 docs/screenshots/<page>.png as evidence. A second pass signs in as a tenant analyst and checks that
 another tenant's name never appears.
 
@@ -18,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,7 +38,7 @@ PAGE_TIMEOUT_MS = 60_000
 PAGES = {
     "": ("Overview", True),
     "monitoring": ("Monitoring", True),
-    "agents": ("Agents", False),
+    "agents": ("Agents", True),
     "costs": ("Costs and billing", True),
     "compliance": ("Compliance", True),
     "admin": ("Admin", True),
@@ -166,6 +168,9 @@ def test_every_page_renders_charts_and_tables(server: str, browser: object, path
         assert page.locator(TABLE).count() >= 1
         if has_chart:
             assert page.locator(CHART).count() >= 1
+        missing = [line for line in body.splitlines() if "is not in the published warehouse" in line]
+        if missing:  # a mart still being built elsewhere: its section shows the empty state; say which
+            warnings.warn(f"/{path}: " + " | ".join(missing), stacklevel=1)
     finally:
         page.close()
 
@@ -177,7 +182,7 @@ def test_a_tenant_analyst_sees_only_their_tenant_in_the_browser(server: str, bro
         page.wait_for_selector('h1:has-text("Monitoring")', timeout=PAGE_TIMEOUT_MS)
         _settle(page)
         # pick the acme analyst in the development sign-in box
-        page.get_by_label("Signed in as (development)").click()
+        page.get_by_role("combobox", name="Signed in as (development)").click()
         page.get_by_role("option", name="Li Wei · analyst · acme").click()
         page.wait_for_function(
             "() => document.body.innerText.includes('Signed in as li@acme.example')", timeout=PAGE_TIMEOUT_MS

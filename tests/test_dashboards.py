@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
+import threading
+import time
 import uuid
 import zipfile
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -23,12 +25,21 @@ import streamlit as st
 from sqlalchemy import select, update
 from streamlit.testing.v1 import AppTest
 
+from agentprovision.apply import apply_config
+from agentprovision.config import load_config_dir
 from agentprovision.settings import load_settings
 from agentprovision.store import models as m
 from agentprovision.store.agent_models import AgentApproval
 from agentprovision.store.db import make_engine, session_factory, transaction
 from dashboards import auth, data, ops, ui
-from tests.dashboard_fixtures import CONTRACT_MARTS_SQL, MARTS_SQL, build_ops_store, copy_ops_store, write_warehouse
+from tests.dashboard_fixtures import (
+    CONTRACT_MARTS_SQL,
+    MARTS_SQL,
+    build_ops_store,
+    copy_ops_store,
+    park_approval,
+    write_warehouse,
+)
 
 APP = Path(__file__).resolve().parent.parent / "dashboards" / "streamlit_app.py"
 TIMEOUT = 60  # the first run imports polars, altair and duckdb
@@ -211,6 +222,12 @@ def test_monitoring_rates_breakdown_and_failed_runs(published: Path) -> None:
     assert sorted(failed["run_id"].to_list()) == ["r-a3", "r-g2"]
     breakdown = next(f for f in frames if "success_rate" in f.columns)
     assert breakdown.sort("group")["runs"].to_list() == [3, 2]
+    sla = next(f for f in frames if "worst_day_p95_ms" in f.columns)
+    assert sla.sort("group").select("group", "calls", "worst_day_p95_ms").rows() == [
+        ("acme", 18, 300.0),
+        ("globex", 5, 500.0),
+    ]
+    assert sla.sort("group")["error_rate"].to_list() == [pytest.approx(1 / 18), 0.0]
 
     at.selectbox(key="monitoring_window").select("Last 24 hours").run()
     assert _metrics(at)["Runs"] == "4"  # yesterday's globex failure drops out
@@ -274,10 +291,42 @@ def test_compliance_audit_search_policy_guardrails_and_retention(published: Path
     frames = _frames(at)
     violations = next(f for f in frames if "reason" in f.columns and "kinds" in f.columns)
     assert violations["tenant_id"].to_list() == ["globex"] and violations["action"].to_list() == ["mask"]
+    assert "No model calls in this window." in _text(at)  # globex's one call is older than the window
     retention = next(f for f in frames if "retention_days" in f.columns)
     assert retention["tenant_id"].to_list() == ["globex"]
     # globex's one model call is 400 days old, past its retention
     assert retention["status"].to_list() == ["data older than policy"]
+
+
+def test_guardrail_statistics_count_masked_and_blocked_calls(published: Path) -> None:
+    at = _open("compliance")
+    assert _metrics(at)["Calls masked or blocked"] == "1 of 2"  # acme's blocked call; the clean one does not count
+
+
+def test_config_diff_shows_a_tenant_only_its_own_changes(published: Path, ops_url: str, config_dir: Path) -> None:
+    for name, old, new in (
+        ("acme", "version: 1.2.0", "version: 1.3.0"),
+        ("globex", "version: 3.1.0", "version: 3.2.0"),
+    ):
+        path = config_dir / "tenants" / f"{name}.yaml"
+        path.write_text(path.read_text().replace(old, new, 1))
+    loaded = load_config_dir(config_dir)
+    assert loaded.ok, loaded.issues
+    engine = make_engine(ops_url)
+    with transaction(session_factory(engine)) as session:
+        apply_config(session, loaded.config, actor=PLATFORM_ADMIN, source=str(config_dir))
+    assert ops.config_diff(engine, 1, 2, None) == [
+        "~ agent acme-code-reviewer (version)",
+        "~ agent globex-analyst (version)",
+    ]
+    assert ops.config_diff(engine, 1, 2, "acme") == ["~ agent acme-code-reviewer (version)"]
+    with pytest.raises(LookupError, match="config version 7"):
+        ops.config_diff(engine, 1, 7, "acme")
+    engine.dispose()
+
+    at = _open("admin", ACME_ADMIN)  # the hand-made warehouse lists versions 2 and 1
+    assert [c.value for c in at.code] == ["~ agent acme-code-reviewer (version)"]
+    assert _all_values(at, "tenant_id") <= {"acme"}
 
 
 def test_compliance_verifies_the_live_audit_chain(published: Path) -> None:
@@ -359,14 +408,12 @@ def test_finance_sees_costs_but_no_prompts(published: Path, ops_url: str) -> Non
 
 def test_only_approvers_see_the_approval_controls(published: Path, ops_url: str) -> None:
     approval_id = _pending_approval(ops_url)
+    assert _metrics(_open(None, ACME_OPERATOR))["Open approvals"] == "1"
+    assert _metrics(_open(None, GLOBEX_ADMIN))["Open approvals"] == "0"
     operator = _open("agents", ACME_OPERATOR)
     approvals = next(f for f in _frames(operator) if "approval_id" in f.columns)
     assert approvals["approval_id"].to_list() == [approval_id] and "arguments" in approvals.columns
-    buttons = {b.key for b in operator.button}
-    if ops.approval_decider() is None:
-        assert "read-only" in _text(operator)
-    else:
-        assert {f"approve_{approval_id}", f"reject_{approval_id}"} <= buttons
+    assert {f"approve_{approval_id}", f"reject_{approval_id}"} <= {b.key for b in operator.button}
 
     for viewer in (ACME_FINANCE, ACME_ANALYST):
         at = _open("agents", viewer)
@@ -374,6 +421,22 @@ def test_only_approvers_see_the_approval_controls(published: Path, ops_url: str)
         assert "only approvers" in _text(at)
     finance = _open("agents", ACME_FINANCE)
     assert "arguments" not in next(f for f in _frames(finance) if "approval_id" in f.columns).columns
+
+    operator.text_input(key=f"approval_reason_{approval_id}").input("not during the freeze")
+    operator.button(key=f"reject_{approval_id}").click().run()
+    assert not operator.exception, operator.exception
+    assert [s.value for s in operator.success] == ["Rejected."]
+    engine = make_engine(ops_url)
+    with transaction(session_factory(engine)) as session:
+        decided = session.get(AgentApproval, approval_id)
+        assert (decided.status, decided.decided_by, decided.reason) == (
+            "rejected",
+            ACME_OPERATOR,
+            "not during the freeze",
+        )
+        record = session.scalar(select(m.AuditRecord).where(m.AuditRecord.action == "approval.reject"))
+        assert record.actor == ACME_OPERATOR and record.source == "dashboard" and record.target_id == approval_id
+    engine.dispose()
 
     globex = _open("agents", GLOBEX_ADMIN)  # an approver, but of another tenant
     assert not any("approval_id" in f.columns for f in _frames(globex))
@@ -384,7 +447,7 @@ def test_an_operator_submits_a_task_and_it_is_audited(published: Path, ops_url: 
     at = _open("agents", ACME_OPERATOR)
     at.selectbox(key="agents_detail").select("acme-code-reviewer").run()
     at.text_area(key="agents_submit_text").input("review PR 42")  # held by the form until submitted
-    at.button(key="FormSubmitter:agents_submit_form-Queue task").click().run()
+    at.button(key="agents_submit_button").click().run()
     assert not at.exception, at.exception
     assert any(s.value.startswith("Queued task") for s in at.success)
     engine = make_engine(ops_url)
@@ -548,6 +611,35 @@ def test_republished_warehouse_is_read_without_waiting_for_the_ttl(published: Pa
     assert _metrics(at)["Agents"] == "3"
 
 
+def test_pages_keep_working_while_the_warehouse_is_republished(published: Path) -> None:
+    """A pipeline pass replaces the published copy under the readers' feet; no page may notice."""
+    fresh = published.with_name("fresh.duckdb")
+    shutil.copyfile(published, fresh)
+    stop = threading.Event()
+    swaps = 0
+
+    def publisher() -> None:
+        nonlocal swaps
+        while not stop.is_set():
+            staging = published.with_suffix(".tmp")
+            shutil.copyfile(fresh, staging)  # what agentprovision.warehouse.publish does
+            os.replace(staging, published)
+            swaps += 1
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=publisher, daemon=True)
+    thread.start()
+    try:
+        for page in (None, "monitoring", "costs", "agents", "compliance", "admin"):
+            at = _open(page)
+            assert not at.warning and not at.error, [m.value for m in (*at.warning, *at.error)]
+            assert at.dataframe
+    finally:
+        stop.set()
+        thread.join()
+    assert swaps > 10  # the reads really did overlap with replacements
+
+
 # --- helpers that put live state into the ops store ----------------------------------------------------
 
 
@@ -569,22 +661,9 @@ def _queue_acme_task(ops_url: str, instructions: str) -> None:
 
 
 def _pending_approval(ops_url: str) -> str:
-    approval_id = str(uuid.uuid4())
     engine = make_engine(ops_url)
-    with transaction(session_factory(engine)) as session:
-        session.add(
-            AgentApproval(
-                approval_id=approval_id,
-                tenant_id="acme",
-                run_id=str(uuid.uuid4()),
-                task_id=str(uuid.uuid4()),
-                agent_id="acme-deploy-doctor",
-                tool="open_ticket",
-                tool_call_id="call-1",
-                arguments={"title": "restart the payments service"},
-                status="pending",
-                requested_at=datetime.now(UTC),
-            )
-        )
+    approval_id = park_approval(
+        engine, "acme", "acme-deploy-doctor", "open_ticket", {"title": "restart the payments service"}
+    )
     engine.dispose()
     return approval_id

@@ -201,7 +201,7 @@ def test_sensor_launches_tagged_tenant_runs_once(seeded: tuple[Engine, str]) -> 
         requests = {r.partition_key: r for r in first.run_requests}
         assert set(requests) == {"acme", "globex"}
         acme_run = requests["acme"]
-        assert acme_run.tags["agentprovision/tenant"] == "acme"
+        assert acme_run.tags["agentprovision/tenant"] == acme_run.tags["agentprovision/dispatch-tenant"] == "acme"
         assert acme_run.run_config["ops"]["agent_work"]["config"] == {"task_ids": acme, "max_concurrency": 4}
         assert acme_run.run_key.startswith("dispatch:acme:")
         # The tenant partitions did not exist yet in this instance: the sensor adds them with the runs.

@@ -8,13 +8,14 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from gateway_support import budget_worker, deployment, request, tenant, write_config
+from gateway_support import budget_worker, deployment, rate_worker, request, tenant, write_config
 from sqlalchemy import Engine, func, select
 
 from agentprovision.store.db import make_engine, migrate
-from agentprovision.store.gateway_models import GatewayBudgetCounter, GatewayReservation
+from agentprovision.store.gateway_models import GatewayBudgetCounter, GatewayRateWindow, GatewayReservation
 from agentprovision.store.models import Event
 from agents.gateway import BudgetExceeded, Gateway, RateLimited
+from agents.gateway.budgets import release_stale_reservations
 
 MODELS = [deployment("sandbox-basic", tier="basic")]  # 2 USD in, 8 USD out per Mtok
 
@@ -109,6 +110,47 @@ def test_stale_reservations_of_a_dead_process_are_released(tmp_path: Path) -> No
     gateway.complete(request("acme", max_tokens=1000))
 
 
+def test_release_stale_reservations_is_a_plain_function_and_a_late_answer_still_counts(
+    store: Engine, tmp_path: Path
+) -> None:
+    start = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
+    gateway = Gateway(write_config(tmp_path / "c", MODELS, [tenant("acme", hard=1)]), store, clock=Clock(start))
+    crashed = gateway._prepare(request("acme", max_tokens=1000), span=_NoSpan())
+    gateway._admit(crashed, span=_NoSpan())
+    slow = gateway._prepare(request("acme", max_tokens=1000), span=_NoSpan())
+    gateway._admit(slow, span=_NoSpan())
+    assert crashed.reservation is not None and slow.reservation is not None
+    held = crashed.reservation.amount + slow.reservation.amount
+    assert _counter(store, "tenant:acme", "2026-06") == (Decimal(0), held)
+
+    # Younger than the threshold: nothing is touched.
+    assert release_stale_reservations(store, timedelta(minutes=30), now=start + timedelta(minutes=29)) == 0
+    # Older: both holds go (the sweep cannot tell a crashed process from a very slow call).
+    assert release_stale_reservations(store, timedelta(minutes=30), now=start + timedelta(minutes=31)) == 2
+    assert _counter(store, "tenant:acme", "2026-06") == (Decimal(0), Decimal(0))
+    assert release_stale_reservations(store, timedelta(minutes=30), now=start + timedelta(minutes=32)) == 0
+
+    # The slow call answers after all: its spend is counted, its (already released) hold is not released twice.
+    with gateway._store() as connection:
+        gateway.budgets.settle(connection, slow.reservation, Decimal("0.004"), start + timedelta(minutes=33))
+        gateway.budgets.settle(connection, slow.reservation, Decimal("0.004"), start + timedelta(minutes=34))
+    assert _counter(store, "tenant:acme", "2026-06") == (Decimal("0.004"), Decimal(0))
+    with store.connect() as connection:
+        statuses = dict(connection.execute(select(GatewayReservation.reservation_id, GatewayReservation.status)).all())
+    assert statuses == {crashed.reservation.reservation_id: "released", slow.reservation.reservation_id: "settled"}
+    gateway.close()
+
+
+def _counter(engine: Engine, scope: str, month: str) -> tuple[Decimal, Decimal]:
+    with engine.connect() as connection:
+        row = connection.execute(
+            select(GatewayBudgetCounter.spent_usd, GatewayBudgetCounter.reserved_usd).where(
+                GatewayBudgetCounter.scope == scope, GatewayBudgetCounter.month == month
+            )
+        ).one()
+    return Decimal(row.spent_usd), Decimal(row.reserved_usd)
+
+
 class _NoSpan:
     def update_name(self, _name: str) -> None: ...
     def set_attributes(self, _attributes: dict) -> None: ...
@@ -184,3 +226,46 @@ def test_200_concurrent_calls_from_2_processes_never_overspend(store: Engine, st
     refusals = [e.payload for e in _events(store, "policy", "budget") if e.payload["decision"] == "refused"]
     assert len(refusals) == refused
     assert all(Decimal(r["committed_usd"]) + Decimal(r["needed_usd"]) > hard for r in refusals)
+
+
+def test_rpm_and_tpm_hold_across_two_processes_per_tenant_and_per_agent(
+    store: Engine, store_url: str, tmp_path: Path
+) -> None:
+    config_dir = tmp_path / "c"
+    write_config(
+        config_dir,
+        MODELS,
+        [
+            tenant("alpha", rate_limits={"rpm": 25}),  # tenant-wide requests per minute
+            tenant("beta", agent_limits={"rpm": 9}),  # one agent's requests per minute
+            tenant("gamma", rate_limits={"tpm": 1_000}),  # tenant-wide tokens per minute
+        ],
+    )
+    moment = "2026-07-01T10:00:30+00:00"  # both processes count in the same minute
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(2) as pool:
+        outcomes = pool.starmap(rate_worker, [(str(config_dir), store_url, 20, moment)] * 2)
+    total = {t: {k: sum(o[t][k] for o in outcomes) for k in ("ok", "rpm", "tpm")} for t in ("alpha", "beta", "gamma")}
+    print(f"rate limits across 2 processes: {total}")
+    # 40 requests each; exactly the limit got through, whichever process asked.
+    assert total["alpha"] == {"ok": 25, "rpm": 15, "tpm": 0}
+    assert total["beta"] == {"ok": 9, "rpm": 31, "tpm": 0}
+    assert total["gamma"]["ok"] + total["gamma"]["tpm"] == 40 and total["gamma"]["rpm"] == 0
+    assert total["gamma"]["ok"] >= 1000 // (50 + 20) and total["gamma"]["tpm"] > 0
+
+    window = int(datetime.fromisoformat(moment).timestamp() // 60)
+    with store.connect() as connection:
+        rows = {
+            r.scope: r
+            for r in connection.execute(select(GatewayRateWindow).where(GatewayRateWindow.window_start == window))
+        }
+    assert rows["tenant:alpha"].requests == 25 and rows["agent:beta-agent"].requests == 9
+    # Tokens were admitted at their worst case and corrected to the real count: never over the limit.
+    assert rows["tenant:gamma"].requests == total["gamma"]["ok"] and 0 < rows["tenant:gamma"].tokens <= 1_000
+    refusals = [e.payload for e in _events(store, "policy", "rate_limit")]
+    assert sorted({(r["scope"], r["limit_kind"]) for r in refusals}) == [
+        ("agent:beta-agent", "rpm"),
+        ("tenant:alpha", "rpm"),
+        ("tenant:gamma", "tpm"),
+    ]
+    assert len(refusals) == 15 + 31 + total["gamma"]["tpm"]

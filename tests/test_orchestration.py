@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -128,6 +129,13 @@ def run_demo(state: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def agent_tasks_done(stdout: str) -> tuple[int, int]:
+    """(tenant runs, tasks finished) from the demo's `agents:` line."""
+    line = next(line for line in stdout.splitlines() if line.startswith("agents: "))
+    runs = int(re.search(r"agents: (\d+) tenant run", line).group(1))
+    return runs, sum(int(n) for n in re.findall(r"(\d+) (?:succeeded|failed)", line))
+
+
 @pytest.mark.slow
 def test_demo_runs_the_whole_loop_and_is_safe_to_repeat(tmp_path: Path) -> None:
     state = tmp_path / "state"
@@ -135,27 +143,42 @@ def test_demo_runs_the_whole_loop_and_is_safe_to_repeat(tmp_path: Path) -> None:
     assert first.returncode == 0, first.stdout + first.stderr
     assert "config: applied as version 1" in first.stdout
     assert "integrations: 4 synced, 14 new records, 4 tasks queued by triggers" in first.stdout
+    assert "tasks: 7 queued for today's demo" in first.stdout
+    # Every queued task (4 from triggers, one per active agent) ran in one run per tenant.
+    assert agent_tasks_done(first.stdout) == (3, 11)
+    assert "0 refused by budget" in first.stdout
     assert "warehouse: 3 tenants, 8 agents, 1 audit events" in first.stdout
 
     second = run_demo(state)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "config: unchanged" in second.stdout
     assert "integrations: 4 synced, 0 new records, 0 tasks queued by triggers" in second.stdout
+    assert "tasks: 0 queued for today's demo" in second.stdout
+    assert agent_tasks_done(second.stdout) == (0, 0)
     assert "warehouse: 3 tenants, 8 agents, 1 audit events" in second.stdout
 
     with duckdb.connect(str(state / "warehouse_published.duckdb"), read_only=True) as con:
         regions = dict(con.execute("SELECT tenant_id, region FROM marts.dim_tenants").fetchall())
         agent_types = con.execute("SELECT count(DISTINCT agent_type) FROM marts.dim_agents").fetchone()[0]
+        runs_per_tenant = dict(
+            con.execute("SELECT tenant_id, count(*) FROM marts.fct_agent_runs GROUP BY 1").fetchall()
+        )
     assert regions == {"acme": "us", "globex": "eu", "initech": "us"}
     assert agent_types == 7
+    assert sum(runs_per_tenant.values()) == 11 and set(runs_per_tenant) == {"acme", "globex", "initech"}
 
-    # Both passes are recorded in the Dagster instance the UI reads.
+    # Every run is recorded in the Dagster instance the UI reads: three tenant runs, then two passes.
     from dagster import DagsterInstance, DagsterRunStatus
 
     with DagsterInstance.from_config(str(state / "dagster")) as instance:
         runs = instance.get_runs()
-    assert len(runs) == 2 and all(run.status == DagsterRunStatus.SUCCESS for run in runs)
-    assert {run.job_name for run in runs} == {"full_pass"}
+    assert all(run.status == DagsterRunStatus.SUCCESS for run in runs)
+    assert sorted(run.job_name for run in runs) == ["full_pass", "full_pass", *["run_agent_tasks"] * 3]
+    assert sorted(r.tags["dagster/partition"] for r in runs if r.job_name == "run_agent_tasks") == [
+        "acme",
+        "globex",
+        "initech",
+    ]
 
 
 def test_demo_refuses_invalid_config(tmp_path: Path) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +22,7 @@ from agentprovision.config import load_config_dir
 from agentprovision.events import PlatformEvent, write_events
 from agentprovision.settings import Settings
 from agentprovision.store import models as m
-from agentprovision.store.audit import GENESIS_HASH, append_audit, record_hash, verify_chain
+from agentprovision.store.audit import GENESIS_HASH, append_audit, chain_heads, record_hash, verify_chain
 from agentprovision.store.connector_models import KbDocument, SyncRecord
 from agentprovision.store.db import make_engine, migrate, session_factory, transaction
 from agentprovision.store.privacy_models import AuditSeal
@@ -265,9 +267,11 @@ def test_an_erased_record_must_be_named_by_a_tombstone(store: Engine, settings: 
     with transaction(factory) as session:
         apply_config(session, config, actor="dana@acme.example", source="test")
         append_audit(session, actor=EMAIL, action="user.login", target_type="user", target_id=EMAIL, tenant_id="acme")
+        anchors = chain_heads(session)  # exported before the erasure
     erase_subject(None, store, settings, "acme", EMAIL, "dpo@platform.example")
     with transaction(factory) as session:
-        assert verify_chain(session).intact
+        # Redaction changes no record hash: heads exported earlier still anchor the chains.
+        assert verify_chain(session, anchors).intact
     # Tamper: point an erased record's seal at no tombstone. The seal guard itself refuses on PostgreSQL.
     with store.begin() as connection:
         if store.dialect.name == "postgresql":
@@ -355,3 +359,35 @@ def test_erasure_as_the_platform_role_which_cannot_update_audit_records(
     finally:
         for engine in (platform, tenant_app, owner):
             engine.dispose()
+
+
+def test_a_warehouse_held_by_another_process_is_reported_not_skipped(tmp_path: Path, config_dir: Path) -> None:
+    store = make_engine(f"sqlite:///{tmp_path / 'ops.db'}")
+    migrate(store)
+    settings = Settings(tmp_path, str(store.url), config_dir, "duckdb", tmp_path / "warehouse.duckdb")
+    with transaction(session_factory(store)) as session:
+        apply_config(session, canary_config(config_dir), actor="root@platform.example", source="test")
+    load_raw(store, settings.duckdb_path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_WAREHOUSE, str(settings.duckdb_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        report = erase_subject(None, store, settings, "acme", EMAIL, "dpo@platform.example")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not report.complete and report.remaining == {"warehouse:warehouse.duckdb": -1}
+    assert "could not be searched" in report.render() and any("again" in w for w in report.warnings)
+    assert ops_occurrences(store, EMAIL) == {}  # the ops store was erased regardless
+    report = erase_subject(None, store, settings, "acme", EMAIL, "dpo@platform.example")  # the retry finishes it
+    assert report.complete and warehouse_occurrences(settings.duckdb_path, EMAIL) == {}
+    store.dispose()
+
+
+HOLD_WAREHOUSE = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1])
+print("holding", flush=True)
+time.sleep(60)
+"""

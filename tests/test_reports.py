@@ -11,7 +11,7 @@ import csv
 import subprocess
 import sys
 import textwrap
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -239,6 +239,8 @@ def test_unknown_actor_is_refused(platform: Path, monkeypatch: pytest.MonkeyPatc
         (["report", "chargeback", "--month", "2026-13"], "is not YYYY-MM"),
         (["report", "chargeback", "--month", "October"], "is not YYYY-MM"),
         (["report", "chargeback", "--month", "2026-10", "--format", "xlsx"], "xlsx"),
+        (["report", "chargeback", "--month", "2026-10", "--tenant", "umbrella"], "unknown tenant 'umbrella'"),
+        (["report", "chargeback", "--month", "2026-10", "--tenant", " "], "--tenant must not be empty"),
     ],
 )
 def test_bad_report_input_is_explained(platform: Path, args: list[str], message: str) -> None:
@@ -397,3 +399,67 @@ def test_invoice_import_waits_for_a_pipeline_run_then_explains(platform: Path, m
         holder.wait()
     assert result.exit_code == 1 and "in use by a pipeline run" in result.output
     assert audit_rows("invoices.imported") == []  # the audit record rolled back with the failed write
+
+
+# --- end to end: events -> load_raw -> dbt -> chargeback export ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dbt_built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Example config plus synthetic October events, loaded and built by the real dbt project."""
+    from dbt.cli.main import dbtRunner
+
+    from agentprovision.apply import apply_config
+    from agentprovision.config import load_config_dir
+    from agentprovision.store.db import migrate
+    from agentprovision.synthetic import write_to_store
+    from agentprovision.warehouse import load_raw
+
+    tmp = tmp_path_factory.mktemp("e2e")
+    engine = make_engine(f"sqlite:///{tmp / 'ops.db'}")
+    migrate(engine)
+    config = load_config_dir(EXAMPLE_CONFIG).config
+    with transaction(session_factory(engine)) as session:
+        apply_config(session, config, actor="test", source=str(EXAMPLE_CONFIG))
+    write_to_store(engine, config, days=20, events=1500, seed=7, start=date(2026, 10, 3))
+    load_raw(engine, tmp / "warehouse.duckdb")
+    engine.dispose()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AGENTPROVISION_DUCKDB_PATH", str(tmp / "warehouse.duckdb"))
+        patch.delenv("AGENTPROVISION_WAREHOUSE_TARGET", raising=False)
+        result = dbtRunner().invoke(
+            ["run", "--select", "+rpt_chargeback_monthly", "--project-dir", str(REPO_ROOT / "dbt_project")]
+            + ["--profiles-dir", str(REPO_ROOT / "dbt_project"), "--target", "duckdb"]
+            + ["--target-path", str(tmp / "target"), "--log-path", str(tmp / "logs"), "--log-level", "warn"]
+        )
+    assert result.exception is None and result.success, result.exception or result.result
+    publish(tmp / "warehouse.duckdb", tmp / "warehouse_published.duckdb")
+    return tmp
+
+
+def test_dbt_built_chargeback_matches_the_gateway_records(
+    dbt_built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGENTPROVISION_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("AGENTPROVISION_DATABASE_URL", f"sqlite:///{dbt_built / 'ops.db'}")
+    monkeypatch.setenv("AGENTPROVISION_DUCKDB_PATH", str(dbt_built / "warehouse.duckdb"))
+    monkeypatch.delenv("AGENTPROVISION_WAREHOUSE_TARGET", raising=False)
+    monkeypatch.setenv("AGENTPROVISION_ACTOR", "fiona@acme.example")
+    result = export(tmp_path / "out", "--tenant", "acme")
+    assert result.exit_code == 0, result.output
+
+    table = pq.read_table(tmp_path / "out" / "chargeback_2026-10_acme.parquet")
+    assert table.schema.names == list(reports.FOCUS_COLUMNS)
+    assert table.schema.field("BilledCost").type == pa.decimal128(18, 8)
+    assert table.schema.field("ChargePeriodStart").type == pa.timestamp("us", tz="UTC")
+    assert set(table.column("BillingAccountId").to_pylist()) == {"acme"}
+    assert set(table.column("BillingPeriodStart").to_pylist()) == {datetime(2026, 10, 1, tzinfo=UTC)}
+    exported = sum(table.column("BilledCost").to_pylist(), Decimal(0))
+
+    # The gateway's own records: every acme model call's cost in October, from the ops store.
+    with transaction(session_factory(make_engine(f"sqlite:///{dbt_built / 'ops.db'}"))) as session:
+        payloads = session.scalars(
+            select(m.Event.payload).where(m.Event.tenant_id == "acme", m.Event.kind == "usage")
+        ).all()
+    recorded = sum((Decimal(p["cost_usd"]) for p in payloads if p.get("cost_usd") is not None), Decimal(0))
+    assert exported > 0 and exported == recorded

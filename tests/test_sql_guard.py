@@ -322,3 +322,34 @@ def test_a_filter_on_the_other_tenant_finds_nothing(warehouses: dict[str, Path])
     assert result["rows"] == []
     counted = run_query(warehouses["both"], "acme", "SELECT count(*) FROM marts.fct_llm_calls WHERE 1=1 OR 1=1")
     assert counted["rows"] == [[12]]
+
+
+def test_errors_raised_by_the_query_only_ever_see_the_callers_rows(tmp_path: Path) -> None:
+    """A predicate that fails on another tenant's row would leak it through the error message (or its mere
+    occurrence), if the engine evaluated it before the tenant filter. Interleaved rows across many vectors."""
+    path = build_warehouse(tmp_path / "bulk.duckdb")
+    con = duckdb.connect(str(path))
+    con.execute(
+        "INSERT INTO marts.fct_llm_calls SELECT t || '-bulk-' || i, t, 'm', i / 100, i, TIMESTAMP '2026-01-01' "
+        "FROM (SELECT i, CASE WHEN i % 2 = 0 THEN 'acme' ELSE 'globex' END AS t FROM range(300000) r(i))"
+    )
+    con.close()
+    trap = "CASE WHEN tenant_id = 'globex' THEN error('LEAK ' || call_id) ELSE true END"
+    queries = [
+        f"SELECT count(*) FROM fct_llm_calls WHERE {trap}",
+        f"SELECT count(*) FROM (SELECT {trap} AS x FROM fct_llm_calls) s",
+        f"SELECT count(*) FROM fct_llm_calls GROUP BY {trap}",
+        f"SELECT count(*) FROM fct_llm_calls c JOIN fct_agent_runs r ON {trap.replace('tenant_id', 'c.tenant_id')}",
+        "SELECT count(*) FROM fct_llm_calls WHERE CAST(CASE WHEN tenant_id = 'globex' THEN call_id ELSE '1' END AS INT)"
+        " = 1",
+        "SELECT max(CASE WHEN tenant_id <> 'acme' THEN CAST(call_id AS INT) END) FROM fct_llm_calls",
+        "SELECT count(*) FROM fct_llm_calls WHERE prompt_tokens / (CASE WHEN tenant_id = 'globex' THEN 0 ELSE 1 END)"
+        " >= 0",
+    ]
+    for sql in queries:
+        try:
+            result = run_query(path, "acme", sql)
+        except Exception as exc:  # an error is acceptable only if it is about the caller's own rows
+            assert "globex" not in str(exc) and "LEAK" not in str(exc), sql
+        else:
+            assert "globex" not in repr(result["rows"]), sql

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import duckdb
@@ -71,3 +72,67 @@ def test_publish_gives_readers_a_complete_copy(store: Engine, tmp_path: Path) ->
     published = publish(warehouse, tmp_path / "wh_published.duckdb")
     with duckdb.connect(str(warehouse)):  # the writer holding the file does not block the copy's readers
         assert count(published, "agents") == 8
+
+
+@pytest.mark.postgres
+def test_postgres_target_creates_the_database_and_loads_exactly_once(
+    store: Engine, postgres_admin_dsn: str, tmp_path: Path
+) -> None:
+    import psycopg
+
+    from agentprovision.settings import load_settings
+    from agentprovision.warehouse import dbt_environment, warehouse_destination
+
+    name = f"ap_test_wh_load_{uuid.uuid4().hex[:10]}"
+    url = f"{postgres_admin_dsn.rsplit('/', 1)[0]}/{name}"
+    seeded(store)
+    write_events(store, [PlatformEvent(tenant_id="acme", kind="usage", name="model_call", payload={"cost_usd": "1.5"})])
+    try:
+        first = {r.table: r for r in load_raw(store, url)}  # the database does not exist yet
+        assert first["events"].rows == 1 and first["tenants"].rows == 3
+        again = {r.table: r for r in load_raw(store, url)}
+        assert again["events"].rows == 0 and again["events"].watermark == first["events"].watermark
+        with psycopg.connect(url) as con:
+            schemas = {r[0] for r in con.execute("select schema_name from information_schema.schemata")}
+            assert {"raw", "staging", "intermediate", "marts", "snapshots"} <= schemas
+            assert con.execute("select count(*) from raw.tenants").fetchone() == (3,)
+            assert con.execute("select count(*) from raw.events").fetchone() == (1,)
+            assert con.execute("select count(*) from raw.provider_invoice_lines").fetchone() == (0,)
+            payload = con.execute("select payload from raw.events").fetchone()[0]
+            assert payload == '{"cost_usd": "1.5"}'
+    finally:
+        with psycopg.connect(postgres_admin_dsn, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    settings = load_settings({"AGENTPROVISION_WAREHOUSE_TARGET": "postgres", "AGENTPROVISION_WAREHOUSE_URL": url})
+    assert warehouse_destination(settings) == url
+    env = dbt_environment(settings)
+    assert env["AGENTPROVISION_WAREHOUSE_PG_DBNAME"] == name and env["AGENTPROVISION_WAREHOUSE_TARGET"] == "postgres"
+
+
+def test_settings_know_both_warehouse_targets(tmp_path: Path) -> None:
+    from agentprovision.settings import load_settings
+    from agentprovision.warehouse import warehouse_destination
+
+    duck = load_settings({"AGENTPROVISION_STATE_DIR": str(tmp_path)})
+    assert duck.warehouse_target == "duckdb" and warehouse_destination(duck) == tmp_path.resolve() / "warehouse.duckdb"
+    with pytest.raises(ValueError, match="not a known warehouse target"):
+        load_settings({"AGENTPROVISION_WAREHOUSE_TARGET": "snowflake"})
+    with pytest.raises(ValueError, match="postgresql://"):
+        load_settings({"AGENTPROVISION_WAREHOUSE_TARGET": "postgres", "AGENTPROVISION_WAREHOUSE_URL": "mysql://x/y"})
+
+
+def test_a_snapshot_table_with_an_old_layout_is_rebuilt(store: Engine, tmp_path: Path) -> None:
+    warehouse = tmp_path / "wh.duckdb"
+    with duckdb.connect(str(warehouse)) as con:
+        # A warehouse from before config_versions carried the applied config's content.
+        con.execute("CREATE SCHEMA raw")
+        con.execute("CREATE TABLE raw.config_versions (version INTEGER, _loaded_at TIMESTAMPTZ)")
+    seeded(store)
+    load_raw(store, warehouse)
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        budget = con.execute(
+            "SELECT json_extract_string(content, '$.platform.platform.budget.monthly_hard_usd')"
+            " FROM raw.config_versions"
+        ).fetchall()
+    assert budget == [("5000",)]

@@ -38,11 +38,11 @@ from agentprovision.config.schema import AdminConfig, Budget, TenantFile
 from agentprovision.store.gateway_models import GatewayBudgetCounter, GatewayReservation
 from agentprovision.store.models import Money
 from agents.gateway.errors import BudgetExceeded
+from agents.gateway.ledger import LedgerStatement, LedgerTransaction, ledger_transaction, money
 
 ZERO = Decimal(0)
 
-# Statements are built once: SQLAlchemy then finds their compiled form in its cache on every call
-# instead of building and hashing a new statement tree per call.
+# Statements are built once and compiled once per dialect (see ledger.py).
 _COUNTERS = GatewayBudgetCounter.__table__
 _RESERVATIONS = GatewayReservation.__table__
 _C = _COUNTERS.c
@@ -50,15 +50,50 @@ _R = _RESERVATIONS.c
 _THIS_COUNTER = and_(_C.scope == bindparam("p_scope"), _C.month == bindparam("p_month"))
 _AMOUNT = bindparam("amount", type_=Money)
 
-_RESERVE = (
+_RESERVE = LedgerStatement(
     update(_COUNTERS)
     .where(_THIS_COUNTER, _C.spent_usd + _C.reserved_usd + _AMOUNT <= bindparam("hard", type_=Money))
     .values(reserved_usd=_C.reserved_usd + _AMOUNT, updated_at=bindparam("now"))
 )
-_RESERVE_LOCKED = update(_COUNTERS).where(_THIS_COUNTER).values(reserved_usd=_C.reserved_usd + _AMOUNT)
-_READ_LOCKED = select(_C.spent_usd, _C.reserved_usd).where(_THIS_COUNTER).with_for_update()
+_RESERVE_LOCKED = LedgerStatement(
+    update(_COUNTERS).where(_THIS_COUNTER).values(reserved_usd=_C.reserved_usd + _AMOUNT, updated_at=bindparam("now"))
+)
+_READ_LOCKED = LedgerStatement(select(_C.spent_usd, _C.reserved_usd).where(_THIS_COUNTER).with_for_update())
 _READ = select(_C.spent_usd, _C.reserved_usd).where(_THIS_COUNTER)
-_INSERT_RESERVATION = _RESERVATIONS.insert()
+_INSERT_RESERVATION = LedgerStatement(
+    _RESERVATIONS.insert().values(
+        reservation_id=bindparam("rid"),
+        tenant_id=bindparam("v_tenant"),
+        department_id=bindparam("v_department"),
+        agent_id=bindparam("v_agent"),
+        run_id=bindparam("v_run"),
+        month=bindparam("p_month"),
+        scopes=bindparam("v_scopes"),
+        reserved_usd=_AMOUNT,
+        status="reserved",
+        created_at=bindparam("now"),
+    )
+)
+
+
+def _counter_insert(dialect_insert: object) -> LedgerStatement:
+    """Create a scope's counter row for a month unless another transaction just did."""
+    return LedgerStatement(
+        dialect_insert(_COUNTERS)  # type: ignore[operator]
+        .values(
+            scope=bindparam("p_scope"),
+            month=bindparam("p_month"),
+            tenant_id=bindparam("v_tenant"),
+            level=bindparam("v_level"),
+            spent_usd=0,
+            reserved_usd=0,
+            updated_at=bindparam("now"),
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+_CREATE_COUNTER = {"postgresql": _counter_insert(postgresql.insert), "sqlite": _counter_insert(sqlite.insert)}
 
 
 def _unreserved(amount: object) -> object:
@@ -67,7 +102,7 @@ def _unreserved(amount: object) -> object:
     return case((remaining < 0, 0), else_=remaining)
 
 
-_SETTLE_COUNTER = (
+_SETTLE_COUNTER = LedgerStatement(
     update(_COUNTERS)
     .where(_THIS_COUNTER)
     .values(
@@ -77,19 +112,24 @@ _SETTLE_COUNTER = (
     )
     .returning(_C.spent_usd, _C.soft_alerted_at)
 )
-_UNRESERVE_COUNTER = (
+_UNRESERVE_COUNTER = LedgerStatement(
     update(_COUNTERS).where(_THIS_COUNTER).values(reserved_usd=_unreserved(_AMOUNT), updated_at=bindparam("now"))
 )
-_MARK_SOFT = (
+_MARK_SOFT = LedgerStatement(
     update(_COUNTERS).where(_THIS_COUNTER, _C.soft_alerted_at.is_(None)).values(soft_alerted_at=bindparam("now"))
 )
-_MARK_HARD = (
+_MARK_HARD = LedgerStatement(
     update(_COUNTERS).where(_THIS_COUNTER, _C.hard_alerted_at.is_(None)).values(hard_alerted_at=bindparam("now"))
+)
+_STALE = LedgerStatement(
+    select(_R.reservation_id, _R.month, _R.reserved_usd, _R.scopes).where(
+        _R.status == "reserved", _R.created_at < bindparam("cutoff", type_=_R.created_at.type)
+    )
 )
 
 
-def _close_reservation(from_status: str, to_status: str) -> object:
-    return (
+def _close_reservation(from_status: str, to_status: str) -> LedgerStatement:
+    return LedgerStatement(
         update(_RESERVATIONS)
         .where(_R.reservation_id == bindparam("rid"), _R.status == from_status)
         .values(status=to_status, actual_usd=bindparam("actual", type_=Money), closed_at=bindparam("now"))
@@ -156,14 +196,11 @@ def budget_scopes(config: AdminConfig, tenant_file: TenantFile, department_id: s
 
 
 class BudgetLedger:
-    """Reserve, settle and release against budget counters; every method runs inside the caller's transaction.
-
-    `connection` is a SQLAlchemy Connection (the gateway's fast path) or an ORM Session.
-    """
+    """Reserve, settle and release against budget counters; every method runs inside the caller's transaction."""
 
     def reserve(
         self,
-        connection: Connection | Session,
+        tx: LedgerTransaction,
         scopes: list[BudgetScope] | tuple[BudgetScope, ...],
         amount: Decimal,
         *,
@@ -183,35 +220,31 @@ class BudgetLedger:
                 "hard": scope.budget.monthly_hard_usd,
                 "now": now,
             }
-            if connection.execute(_RESERVE, params).rowcount != 1:
-                self._reserve_slowly(connection, scope, month, amount, now)
+            if tx.execute(_RESERVE, params) != 1:
+                self._reserve_slowly(tx, scope, month, amount, now)
         reservation = Reservation(str(uuid.uuid4()), month, amount, tuple(scopes))
-        connection.execute(
+        tx.execute(
             _INSERT_RESERVATION,
             {
-                "reservation_id": reservation.reservation_id,
-                "tenant_id": tenant_id,
-                "department_id": department_id,
-                "agent_id": agent_id,
-                "run_id": run_id,
-                "month": month,
-                "scopes": " ".join(s.scope for s in scopes),
-                "reserved_usd": amount,
-                "actual_usd": None,
-                "status": "reserved",
-                "created_at": now,
-                "closed_at": None,
+                "rid": reservation.reservation_id,
+                "v_tenant": tenant_id,
+                "v_department": department_id,
+                "v_agent": agent_id,
+                "v_run": run_id,
+                "p_month": month,
+                "v_scopes": " ".join(s.scope for s in scopes),
+                "amount": amount,
+                "now": now,
             },
         )
         return reservation
 
     def note_refusal(
-        self, connection: Connection | Session, error: BudgetExceeded, scopes: list[BudgetScope], now: datetime
+        self, tx: LedgerTransaction, error: BudgetExceeded, scopes: list[BudgetScope], now: datetime
     ) -> list[Crossing]:
         """Mark the refusing scope's hard alert as sent, once per month; returns the alert to emit, if due."""
         scope = next(s for s in scopes if s.scope == error.scope)
-        marked = connection.execute(_MARK_HARD, {"p_scope": scope.scope, "p_month": error.month, "now": now})
-        if marked.rowcount != 1:
+        if tx.execute(_MARK_HARD, {"p_scope": scope.scope, "p_month": error.month, "now": now}) != 1:
             return []
         return [
             Crossing(
@@ -219,67 +252,63 @@ class BudgetLedger:
             )
         ]
 
-    def settle(
-        self, connection: Connection | Session, reservation: Reservation, actual: Decimal, now: datetime
-    ) -> list[Crossing]:
+    def settle(self, tx: LedgerTransaction, reservation: Reservation, actual: Decimal, now: datetime) -> list[Crossing]:
         """Replace the reservation by the actual cost; returns soft thresholds crossed for the first time."""
         closing = {"rid": reservation.reservation_id, "actual": actual, "now": now}
         held = reservation.amount
-        if connection.execute(_SETTLE_RESERVED, closing).rowcount != 1:
+        if tx.execute(_SETTLE_RESERVED, closing) != 1:
             # The stale sweep released it (this process looked dead): the hold is gone, but the
             # tokens were spent, so the spend still counts. Anything else was settled already.
-            if connection.execute(_SETTLE_RELEASED, closing).rowcount != 1:
+            if tx.execute(_SETTLE_RELEASED, closing) != 1:
                 return []
             held = ZERO
         crossings = []
         for scope in reservation.scopes:
-            row = connection.execute(
+            row = tx.first(
                 _SETTLE_COUNTER,
                 {"p_scope": scope.scope, "p_month": reservation.month, "amount": held, "actual": actual, "now": now},
-            ).first()
+            )
             soft = scope.budget.monthly_soft_usd
-            if row is None or soft is None or row.soft_alerted_at is not None or row.spent_usd < soft:
+            if row is None or soft is None or row[1] is not None or money(row[0]) < soft:
                 continue
-            marked = connection.execute(_MARK_SOFT, {"p_scope": scope.scope, "p_month": reservation.month, "now": now})
-            if marked.rowcount == 1:  # this call crossed first, in whichever process
+            marked = tx.execute(_MARK_SOFT, {"p_scope": scope.scope, "p_month": reservation.month, "now": now})
+            if marked == 1:  # this call crossed first, in whichever process
+                spent = money(row[0])
                 crossings.append(
-                    Crossing(
-                        "budget_soft", scope.level, scope.scope, scope.tenant_id, soft, row.spent_usd, reservation.month
-                    )
+                    Crossing("budget_soft", scope.level, scope.scope, scope.tenant_id, soft, spent, reservation.month)
                 )
         return crossings
 
-    def release(self, connection: Connection | Session, reservation: Reservation, now: datetime) -> None:
-        released = connection.execute(
-            _RELEASE_RESERVED, {"rid": reservation.reservation_id, "actual": ZERO, "now": now}
-        )
-        if released.rowcount != 1:
+    def release(self, tx: LedgerTransaction, reservation: Reservation, now: datetime) -> None:
+        if tx.execute(_RELEASE_RESERVED, {"rid": reservation.reservation_id, "actual": ZERO, "now": now}) != 1:
             return  # already released by the stale sweep
         for scope in reservation.scopes:
-            connection.execute(
+            tx.execute(
                 _UNRESERVE_COUNTER,
                 {"p_scope": scope.scope, "p_month": reservation.month, "amount": reservation.amount, "now": now},
             )
 
     def spent(self, connection: Connection | Session, scope: str, month: str) -> tuple[Decimal, Decimal]:
+        """Spent and reserved of one scope and month, read through SQLAlchemy (any Session or Connection)."""
         row = connection.execute(_READ, {"p_scope": scope, "p_month": month}).first()
         return (ZERO, ZERO) if row is None else (row.spent_usd, row.reserved_usd)
 
     def _reserve_slowly(
-        self, connection: Connection | Session, scope: BudgetScope, month: str, amount: Decimal, now: datetime
+        self, tx: LedgerTransaction, scope: BudgetScope, month: str, amount: Decimal, now: datetime
     ) -> None:
         """The conditional UPDATE matched nothing: no counter row yet, or the limit refuses. Decide under the lock."""
         key = {"p_scope": scope.scope, "p_month": month}
-        row = connection.execute(_READ_LOCKED, key).first()
+        row = tx.first(_READ_LOCKED, key)
         if row is None:
-            _create_counter(connection, scope, month, now)
-            row = connection.execute(_READ_LOCKED, key).first()
+            created = {**key, "v_tenant": scope.tenant_id, "v_level": scope.level, "now": now}
+            tx.execute(_CREATE_COUNTER[tx.dialect.name], created)
+            row = tx.first(_READ_LOCKED, key)
             assert row is not None  # just inserted, or inserted by a concurrent transaction we waited for
-        committed = row.spent_usd + row.reserved_usd
+        committed = money(row[0]) + money(row[1])
         limit = scope.budget.monthly_hard_usd
         if committed + amount > limit:
             raise BudgetExceeded(scope.level, scope.scope, limit, committed, amount, month)
-        connection.execute(_RESERVE_LOCKED, {**key, "amount": amount})
+        tx.execute(_RESERVE_LOCKED, {**key, "amount": amount, "now": now})
 
 
 def release_stale_reservations(engine: Engine, older_than: timedelta, now: datetime | None = None) -> int:
@@ -293,41 +322,17 @@ def release_stale_reservations(engine: Engine, older_than: timedelta, now: datet
     and the platform counter row are touched. Returns how many reservations were released.
     """
     now = now or datetime.now(UTC)
-    with engine.begin() as connection:
-        stale = connection.execute(
-            select(_R.reservation_id, _R.month, _R.reserved_usd, _R.scopes).where(
-                _R.status == "reserved", _R.created_at < now - older_than
-            )
-        ).all()
+    with ledger_transaction(engine) as tx:
+        stale = tx.all(_STALE, {"cutoff": now - older_than})
     released = 0
-    for row in stale:
+    for reservation_id, month, reserved, scopes in stale:
         # One transaction per reservation: a long sweep never holds many counter locks at once.
-        with engine.begin() as connection:
-            closed = connection.execute(_RELEASE_RESERVED, {"rid": row.reservation_id, "actual": ZERO, "now": now})
-            if closed.rowcount != 1:
+        with ledger_transaction(engine) as tx:
+            if tx.execute(_RELEASE_RESERVED, {"rid": reservation_id, "actual": ZERO, "now": now}) != 1:
                 continue  # settled or released meanwhile
-            for scope_key in row.scopes.split():
-                connection.execute(
-                    _UNRESERVE_COUNTER,
-                    {"p_scope": scope_key, "p_month": row.month, "amount": row.reserved_usd, "now": now},
+            for scope_key in scopes.split():
+                tx.execute(
+                    _UNRESERVE_COUNTER, {"p_scope": scope_key, "p_month": month, "amount": money(reserved), "now": now}
                 )
             released += 1
     return released
-
-
-def _create_counter(connection: Connection | Session, scope: BudgetScope, month: str, now: datetime) -> None:
-    dialect = connection.get_bind().dialect.name if isinstance(connection, Session) else connection.dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    connection.execute(
-        insert(_COUNTERS)
-        .values(
-            scope=scope.scope,
-            month=month,
-            tenant_id=scope.tenant_id,
-            level=scope.level,
-            spent_usd=ZERO,
-            reserved_usd=ZERO,
-            updated_at=now,
-        )
-        .on_conflict_do_nothing()
-    )

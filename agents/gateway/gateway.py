@@ -10,16 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
 import litellm
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 
 from agentprovision.config.schema import AdminConfig, Agent, ModelRequirements, TenantFile
 from agentprovision.events import EventWriter, PlatformEvent
@@ -42,6 +41,7 @@ from agents.gateway.errors import (
     RateLimited,
     UnknownScope,
 )
+from agents.gateway.ledger import LedgerTransaction, ledger_transaction
 from agents.gateway.pricing import Price, TokenUsage, cost, worst_case
 from agents.gateway.ratelimits import Admission, RateLimiter, RateScope, rate_scopes
 from agents.gateway.routing import RouteDecision, route
@@ -158,12 +158,6 @@ class Gateway:
         self._by_id = {d.id: d for d in self.catalogue}
         self._tenants = {t.tenant.id: t for t in config.tenants}
         self._engine = engine
-        # SQLite takes one writer at a time for the whole file. Queuing this process's own
-        # transactions on a lock is cheaper than letting threads collide on SQLite's busy handler
-        # (which sleeps and retries); other processes still queue on BEGIN IMMEDIATE as before.
-        self._store_lock: contextlib.AbstractContextManager[Any] = (
-            threading.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
-        )
         self._scopes: dict[tuple[str, str, str], _Scopes] = {}
         self.events = events or EventWriter(engine)
         self._owns_events = events is None
@@ -231,11 +225,9 @@ class Gateway:
         self._admit(call, span)
         return call
 
-    @contextlib.contextmanager
-    def _store(self) -> Iterator[Connection]:
-        """One ops-store transaction on a plain connection: committed on success, rolled back on error."""
-        with self._store_lock, self._engine.begin() as connection:
-            yield connection
+    def _store(self) -> contextlib.AbstractContextManager[LedgerTransaction]:
+        """One ledger transaction: committed on success, rolled back on error."""
+        return ledger_transaction(self._engine)
 
     def _prepare(self, request: CompletionRequest, span: Any) -> _Call:
         """Resolve who is calling, scan the prompt and route. Raises before anything is reserved."""
@@ -498,7 +490,7 @@ class Gateway:
         )
 
     def _settle(
-        self, connection: Connection, call: _Call, charged: Decimal, usage: TokenUsage, now: datetime
+        self, connection: LedgerTransaction, call: _Call, charged: Decimal, usage: TokenUsage, now: datetime
     ) -> list[Crossing]:
         """Everything a finished call writes, in the caller's one transaction."""
         if call.admission is not None:

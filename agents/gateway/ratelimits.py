@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Float, and_, bindparam, case, func, select, update
+from sqlalchemy import Float, and_, bindparam, case, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
 
 from agentprovision.config.schema import AgentLimits, Tenant
 from agentprovision.store.gateway_models import GatewayRateWindow
 from agents.gateway.errors import RateLimited
+from agents.gateway.ledger import LedgerStatement, LedgerTransaction
 
 WINDOW_SECONDS = 60
 
@@ -41,25 +41,47 @@ def _previous(column_name: str) -> object:
     return func.coalesce(last_minute.scalar_subquery(), 0)
 
 
-def _admit_statement(rpm: bool, tpm: bool) -> object:
+def _admit_statement(rpm: bool, tpm: bool) -> LedgerStatement:
     """Count one request if it fits every limit the scope has: check and increment in one statement."""
     conditions = [_THIS_WINDOW]
     if rpm:
         conditions.append(_W.requests + 1 + _WEIGHT * _previous("requests") <= bindparam("rpm"))
     if tpm:
         conditions.append(_W.tokens + _TOKENS + _WEIGHT * _previous("tokens") <= bindparam("tpm"))
-    return update(_WINDOWS).where(*conditions).values(_COUNTED)
+    return LedgerStatement(update(_WINDOWS).where(*conditions).values(_COUNTED))
 
 
-# Built once per combination of limits, so SQLAlchemy reuses their compiled form.
+# One statement per combination of limits, each compiled once per dialect (see ledger.py).
 _ADMIT = {(rpm, tpm): _admit_statement(rpm, tpm) for rpm in (False, True) for tpm in (False, True)}
-_COUNT = update(_WINDOWS).where(_THIS_WINDOW).values(_COUNTED)  # already checked under the row lock
-_READ_CURRENT = select(_W.requests, _W.tokens).where(_THIS_WINDOW).with_for_update()
-_READ_PREVIOUS = select(_W.requests, _W.tokens).where(
-    _W.scope == bindparam("p_scope"), _W.window_start == bindparam("previous_window")
+_COUNT = LedgerStatement(update(_WINDOWS).where(_THIS_WINDOW).values(_COUNTED))  # checked under the row lock
+_READ_CURRENT = LedgerStatement(select(_W.requests, _W.tokens).where(_THIS_WINDOW).with_for_update())
+_READ_PREVIOUS = LedgerStatement(
+    select(_W.requests, _W.tokens).where(
+        _W.scope == bindparam("p_scope"), _W.window_start == bindparam("previous_window")
+    )
 )
 _corrected = _W.tokens + bindparam("delta")
-_CORRECT = update(_WINDOWS).where(_THIS_WINDOW).values(tokens=case((_corrected < 0, 0), else_=_corrected))
+_CORRECT = LedgerStatement(
+    update(_WINDOWS).where(_THIS_WINDOW).values(tokens=case((_corrected < 0, 0), else_=_corrected))
+)
+
+
+def _window_insert(dialect_insert: object) -> LedgerStatement:
+    """Create a scope's row for a minute unless another transaction just did."""
+    return LedgerStatement(
+        dialect_insert(_WINDOWS)  # type: ignore[operator]
+        .values(
+            scope=bindparam("p_scope"),
+            window_start=bindparam("window"),
+            tenant_id=bindparam("v_tenant"),
+            requests=0,
+            tokens=0,
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+_CREATE_WINDOW = {"postgresql": _window_insert(postgresql.insert), "sqlite": _window_insert(sqlite.insert)}
 
 
 @dataclass(frozen=True)
@@ -97,7 +119,7 @@ class RateLimiter:
     """
 
     def admit(
-        self, connection: Connection | Session, scopes: list[RateScope] | tuple[RateScope, ...], tokens: int, now: float
+        self, tx: LedgerTransaction, scopes: list[RateScope] | tuple[RateScope, ...], tokens: int, now: float
     ) -> Admission:
         """Count one request of `tokens` against every scope, or raise RateLimited for the first that is full."""
         window = int(now // WINDOW_SECONDS)
@@ -114,61 +136,51 @@ class RateLimiter:
                 "tpm": scope.tpm,
             }
             statement = _ADMIT[(scope.rpm is not None, scope.tpm is not None)]
-            if connection.execute(statement, params).rowcount != 1:
-                self._admit_slowly(connection, scope, window, tokens, elapsed)
+            if tx.execute(statement, params) != 1:
+                self._admit_slowly(tx, scope, window, tokens, elapsed)
             counted.append((scope.scope, window))
         return Admission(tuple(counted), tokens)
 
-    def correct(self, connection: Connection | Session, admission: Admission, actual_tokens: int) -> None:
+    def correct(self, tx: LedgerTransaction, admission: Admission, actual_tokens: int) -> None:
         """Replace the admitted worst-case token count by what the call really used."""
         delta = actual_tokens - admission.tokens
         if delta == 0:
             return
         for scope, window in admission.windows:
-            connection.execute(_CORRECT, {"p_scope": scope, "window": window, "delta": delta})
+            tx.execute(_CORRECT, {"p_scope": scope, "window": window, "delta": delta})
 
     @staticmethod
-    def _admit_slowly(
-        connection: Connection | Session, scope: RateScope, window: int, tokens: int, elapsed: float
-    ) -> None:
+    def _admit_slowly(tx: LedgerTransaction, scope: RateScope, window: int, tokens: int, elapsed: float) -> None:
         """No window row yet this minute, or a limit refuses: decide again under the row lock."""
         key = {"p_scope": scope.scope, "window": window}
-        current = connection.execute(_READ_CURRENT, key).first()
+        current = tx.first(_READ_CURRENT, key)
         if current is None:
-            _create_window(connection, scope, window)
-            current = connection.execute(_READ_CURRENT, key).first()
+            tx.execute(_CREATE_WINDOW[tx.dialect.name], {**key, "v_tenant": scope.tenant_id})
+            current = tx.first(_READ_CURRENT, key)
             assert current is not None  # just inserted, or inserted by a concurrent transaction we waited for
-        previous = connection.execute(_READ_PREVIOUS, {"p_scope": scope.scope, "previous_window": window - 1}).first()
+        requests, used_tokens = current
+        previous = tx.first(_READ_PREVIOUS, {"p_scope": scope.scope, "previous_window": window - 1})
+        last_requests, last_tokens = previous if previous is not None else (0, 0)
         weight = 1 - elapsed
-        prev_requests = previous.requests * weight if previous else 0.0
-        prev_tokens = previous.tokens * weight if previous else 0.0
-        if scope.rpm is not None and prev_requests + current.requests + 1 > scope.rpm:
+        prev_requests = last_requests * weight
+        prev_tokens = last_tokens * weight
+        if scope.rpm is not None and prev_requests + requests + 1 > scope.rpm:
             raise RateLimited(
                 scope.scope,
                 "rpm",
                 scope.rpm,
-                prev_requests + current.requests,
-                _retry_after(previous.requests if previous else 0, current.requests, 1, scope.rpm, elapsed),
+                prev_requests + requests,
+                _retry_after(last_requests, requests, 1, scope.rpm, elapsed),
             )
-        if scope.tpm is not None and prev_tokens + current.tokens + tokens > scope.tpm:
+        if scope.tpm is not None and prev_tokens + used_tokens + tokens > scope.tpm:
             raise RateLimited(
                 scope.scope,
                 "tpm",
                 scope.tpm,
-                prev_tokens + current.tokens,
-                _retry_after(previous.tokens if previous else 0, current.tokens, tokens, scope.tpm, elapsed),
+                prev_tokens + used_tokens,
+                _retry_after(last_tokens, used_tokens, tokens, scope.tpm, elapsed),
             )
-        connection.execute(_COUNT, {**key, "p_tokens": tokens})
-
-
-def _create_window(connection: Connection | Session, scope: RateScope, window: int) -> None:
-    dialect = connection.get_bind().dialect.name if isinstance(connection, Session) else connection.dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    connection.execute(
-        insert(_WINDOWS)
-        .values(scope=scope.scope, window_start=window, tenant_id=scope.tenant_id, requests=0, tokens=0)
-        .on_conflict_do_nothing()
-    )
+        tx.execute(_COUNT, {**key, "p_tokens": tokens})
 
 
 def _retry_after(previous: int, current: int, wanted: int, limit: int, elapsed: float) -> float:

@@ -10,14 +10,16 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from sqlalchemy import insert, select
+from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session
 
 from agentprovision.store.agent_models import AgentApproval, AgentRunState
 from agentprovision.store.audit import append_audit
-from agentprovision.store.models import Event, Run, Task
+from agentprovision.store.db import session_factory, transaction
+from agentprovision.store.models import Event, Run, Task, User
 from agents.runtime.records import _record_from, event_row
-from governance.permissions import Action, Principal, require
+from governance.permissions import Action, PermissionDenied, Principal, require
+from governance.tenancy import tenant_session
 
 
 class ApprovalError(Exception):
@@ -103,3 +105,29 @@ def decide(
         },
     )
     return approval
+
+
+def decide_approval(
+    engine: Engine,
+    *,
+    tenant_id: str,
+    approval_id: str,
+    approve: bool,
+    actor: str,
+    reason: str | None = None,
+    source: str = "dashboard",
+) -> AgentApproval:
+    """`decide` in its own tenant-scoped transaction, for callers holding an engine (the dashboards).
+
+    The actor is resolved from the ops store like the CLI resolves AGENTPROVISION_ACTOR, so a removed
+    user or a changed role takes effect at once.
+    """
+    factory = session_factory(engine)
+    # Users are read outside the tenant scope: platform users belong to no tenant.
+    with transaction(factory) as session:
+        user = session.get(User, actor)
+        if user is None or user.status != "active":
+            raise PermissionDenied(f"{actor!r} is not an active user of the platform")
+        principal = Principal(user.user_id, user.role, user.tenant_id)
+    with tenant_session(factory, tenant_id) as session:
+        return decide(session, principal, tenant_id, approval_id, approve=approve, reason=reason, source=source)

@@ -50,7 +50,8 @@ def task_query(task_input: BaseModel) -> str:
 
 
 def task_message(task_input: BaseModel, source: str) -> str:
-    values = task_input.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
+    # Who submitted the task is for the record, not for the model.
+    values = task_input.model_dump(mode="json", exclude_none=True, exclude_defaults=True, exclude={"submitted_by"})
     instructions = values.pop("instructions", None) or "Do your recurring job for this tenant."
     details = f"\n\nTask details (JSON, from {source}): {json.dumps(values, sort_keys=True)}" if values else ""
     return f"{instructions}{details}"

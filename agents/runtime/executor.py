@@ -36,7 +36,9 @@ DEFAULT_LEASE_SECONDS = 60.0
 class TaskOutcome:
     task_id: str
     run_id: str | None
-    status: str  # succeeded | failed | rejected | cancelled | needs_approval | skipped | busy
+    # succeeded | failed | rejected | cancelled: the run ended; needs_approval: parked for a person;
+    # skipped: the agent is paused; busy: another worker holds it or it already ended; missing: no such task
+    status: str
     error_class: str | None
     cost_usd: Decimal
 
@@ -91,7 +93,13 @@ async def execute_tasks(
             return await _run_task(env, tenant_file, task_id, agent_id, config_version, orchestrator_run_id)
 
     try:
-        return list(await asyncio.gather(*(one(t) for t in ids)))
+        # Every run gets to finish or checkpoint even when one of them hits an unexpected error;
+        # the first such error is raised afterwards (its run's lease lapses and another claim resumes it).
+        results = await asyncio.gather(*(one(t) for t in ids), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return [r for r in results if isinstance(r, TaskOutcome)]
     finally:
         if own_gateway:
             await asyncio.to_thread(env.gateway.close)
@@ -126,7 +134,7 @@ async def _run_task(
     )
     record = claim.record
     if record is None or agent is None:
-        status = {"cancelled": "cancelled", "skipped": "skipped"}.get(claim.status, "busy")
+        status = {"cancelled": "cancelled", "skipped": "skipped", "missing": "missing"}.get(claim.status, "busy")
         return TaskOutcome(task_id, None, status, "policy" if status == "cancelled" else None, Decimal(0))
     try:
         kind = agent_type(agent.type)

@@ -208,7 +208,8 @@ class RunLoop:
         self.record.cost_usd += Decimal(result.cost_usd)
         message = {"role": "assistant", "content": result.message.get("content")}
         if result.tool_calls:
-            message["tool_calls"] = result.tool_calls
+            used = {c.get("id") for m in self.record.messages for c in m.get("tool_calls") or []}
+            message["tool_calls"] = _with_unique_ids(result.tool_calls, self.record.run_id, step, used)
         await self._checkpoint([message])
 
     async def _conclude(self, answer: dict[str, Any]) -> Ended | None:
@@ -403,3 +404,19 @@ class RunLoop:
             error=error,
             output=output,
         )
+
+
+def _with_unique_ids(calls: list[dict[str, Any]], run_id: str, step: int, used: set[Any]) -> list[dict[str, Any]]:
+    """Tool-call ids key results and side effects, so each must be present and unique within the run.
+
+    Some models number calls afresh each turn ("call_1" again); those get a run-unique id instead.
+    """
+    seen = set(used)
+    out = []
+    for index, call in enumerate(calls):
+        call_id = str(call.get("id") or "")
+        if not call_id or call_id in seen:
+            call_id = f"call_{run_id[:8]}_{step}_{index}"
+        seen.add(call_id)
+        out.append({**call, "id": call_id})
+    return out

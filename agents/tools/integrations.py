@@ -9,6 +9,12 @@ needs the integration's secret, and so can never leak it to the page's host.
 
 An agent's parameters may name the integrations it may use (`integrations: [id, ...]`); without
 that, any active integration of its tenant that offers the action.
+
+Side effects happen once per tool call: a worker killed after a ticket was opened but before the
+run's checkpoint runs the same call again on resume, so each action's result is recorded (an audit
+record keyed by run and tool-call id, written right after the service answered) and a repeated
+call returns the recorded result instead of acting again. Jira and Slack take no idempotency key,
+so the one remaining window is the few milliseconds between the service's answer and that record.
 """
 
 from __future__ import annotations
@@ -18,8 +24,9 @@ from typing import Any
 from pydantic import Field
 from sqlalchemy import select
 
-from agentprovision.store.db import session_factory, transaction
-from agentprovision.store.models import Integration
+from agentprovision.store.audit import append_audit
+from agentprovision.store.db import session_factory
+from agentprovision.store.models import AuditRecord, Integration
 from agents.tools.base import Arguments, BuiltinTool, ToolContext, ToolError, ToolResult, truncate
 from connectors.actions import run_action
 from connectors.credentials import SecretResolver
@@ -28,6 +35,7 @@ from connectors.errors import ConnectorError, HostNotAllowed, IntegrationNotFoun
 from connectors.http import host_allowed
 from connectors.sdk import ConnectorContext
 from connectors.sync import SyncOptions, load_integration
+from governance.tenancy import tenant_session
 
 # Which built-in kinds offer which action; a plug-in kind is used when named explicitly.
 ACTION_KINDS = {"create_issue": ("jira", "github"), "post_message": ("slack",)}
@@ -59,7 +67,7 @@ def allowed_integrations(ctx: ToolContext) -> list[str] | None:
 
 
 def active_integrations(ctx: ToolContext) -> list[Integration]:
-    with transaction(session_factory(ctx.engine)) as session:
+    with tenant_session(session_factory(ctx.engine), ctx.tenant_id) as session:
         rows = session.scalars(
             select(Integration)
             .where(Integration.tenant_id == ctx.tenant_id, Integration.status == "active")
@@ -86,6 +94,49 @@ def choose_integration(ctx: ToolContext, named: str | None, action: str) -> str:
     raise ToolError(f"several integrations offer {action} ({', '.join(candidates)}); name one in `integration`")
 
 
+ONCE_ACTION = "agent.tool_action"
+
+
+def _tool_call_id() -> str | None:
+    """The runtime's id of the call being executed (a context variable), when a runtime is driving us."""
+    try:
+        from agents.runtime import current_tool_call_id
+    except ImportError:  # the tools used on their own, without the runtime
+        return None
+    return current_tool_call_id()
+
+
+def act_once(ctx: ToolContext, tool: str, integration: str, action: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Run the action unless this run's tool call already did; either way return the action's result."""
+    call_id = _tool_call_id()
+    if call_id is None:
+        return act(ctx, integration, action, params)
+    key = f"{ctx.run_id}/{call_id}"
+    factory = session_factory(ctx.engine)
+    with tenant_session(factory, ctx.tenant_id) as session:
+        done = session.scalar(
+            select(AuditRecord.details).where(
+                AuditRecord.tenant_id == ctx.tenant_id, AuditRecord.action == ONCE_ACTION, AuditRecord.target_id == key
+            )
+        )
+    if done is not None:
+        return dict(done.get("result") or {})
+    result = act(ctx, integration, action, params)
+    with tenant_session(factory, ctx.tenant_id) as session:
+        append_audit(
+            session,
+            actor=ctx.actor,
+            action=ONCE_ACTION,
+            target_type="tool_call",
+            target_id=key,
+            tenant_id=ctx.tenant_id,
+            source="agent",
+            # Only the service's ids of what was created (ticket key, message ts): never the text sent.
+            details={"tool": tool, "integration": integration, "action": action, "result": result},
+        )
+    return result
+
+
 def act(ctx: ToolContext, integration: str, action: str, params: dict[str, Any]) -> dict[str, Any]:
     try:
         return run_action(
@@ -108,7 +159,7 @@ def _tool_error(exc: ConnectorError) -> ToolError:
 
 
 def _kind(ctx: ToolContext, integration: str) -> str:
-    with transaction(session_factory(ctx.engine)) as session:
+    with tenant_session(session_factory(ctx.engine), ctx.tenant_id) as session:
         try:
             return load_integration(session, ctx.tenant_id, integration).kind
         except IntegrationNotFound as exc:
@@ -135,7 +186,7 @@ class OpenTicket(BuiltinTool):
             params = {"summary": args.title, "description": args.body, "labels": args.labels}
         else:
             params = {"title": args.title, "body": args.body, "labels": args.labels}
-        created = act(ctx, integration, "create_issue", params)
+        created = act_once(ctx, self.name, integration, "create_issue", params)
         return ToolResult.of({"integration": integration, "ticket": created}, outcome="ticket_opened")
 
 
@@ -157,7 +208,7 @@ class PostMessage(BuiltinTool):
         params: dict[str, Any] = {"text": args.text}
         if args.thread_ts:
             params["thread_ts"] = args.thread_ts
-        posted = act(ctx, integration, "post_message", params)
+        posted = act_once(ctx, self.name, integration, "post_message", params)
         return ToolResult.of({"integration": integration, "message": posted}, outcome="message_posted")
 
 

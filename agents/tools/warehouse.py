@@ -5,6 +5,10 @@ the tenant's rows) and then run on a connection built so that even a guard bug r
 an empty in-memory database with the published warehouse copy attached READ_ONLY under its own
 name, external access (files, HTTP, extensions, other databases) switched off and the
 configuration locked before the agent's statement runs, a row cap and a wall-clock timeout.
+
+When the warehouse target is PostgreSQL the query goes through `agentprovision.marts.MartReader`
+(the same guard, a read-only transaction with a statement timeout), wrapped so that at most the
+row cap plus one rows ever leave the database.
 """
 
 from __future__ import annotations
@@ -150,6 +154,40 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def run_query_postgres(settings: Any, tenant_id: str, sql: str, *, max_rows: int = DEFAULT_ROWS) -> dict[str, Any]:
+    """The same contract as run_query, through MartReader against the PostgreSQL warehouse."""
+    from agentprovision.marts import MartQueryError, MartReader, Scope
+    from agentprovision.marts import WarehouseUnavailable as MartsUnavailable
+
+    try:
+        tree = sqlglot.parse_one(sql, read="postgres")
+    except (ParseError, TokenError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ToolError(f"warehouse_query: the SQL does not parse: {first}") from None
+    if not isinstance(tree, sqlglot.exp.Query):
+        raise ToolError(
+            f"warehouse_query refused: only SELECT queries are allowed, not {type(tree).__name__.upper()}",
+            error_class="policy",
+        )
+    # Built on the syntax tree, so nothing in the agent's text (a comment, a parenthesis) can escape the cap.
+    capped = sqlglot.exp.select("*").from_(tree.subquery("agent_query")).limit(max_rows + 1)
+    try:
+        frame = MartReader(settings).select(capped.sql(dialect="postgres"), Scope.tenant(tenant_id))
+    except SqlRefused as exc:
+        raise ToolError(f"warehouse_query refused: {exc}", error_class="policy") from None
+    except MartsUnavailable as exc:
+        raise WarehouseUnavailable(str(exc)) from None
+    except MartQueryError as exc:
+        raise ToolError(f"warehouse_query: {exc}") from None
+    rows = frame.rows()
+    return {
+        "columns": frame.columns,
+        "rows": [[_plain(v) for v in row] for row in rows[:max_rows]],
+        "row_count": min(len(rows), max_rows),
+        "truncated": len(rows) > max_rows,
+    }
+
+
 class WarehouseQuery(BuiltinTool):
     name = "warehouse_query"
     description = (
@@ -161,8 +199,23 @@ class WarehouseQuery(BuiltinTool):
     Args = QueryArgs
 
     def call(self, ctx: ToolContext, args: QueryArgs) -> ToolResult:
+        if getattr(ctx.settings, "warehouse_target", "duckdb") == "postgres":
+            return self._postgres(ctx, args)
         published = ctx.settings.published_duckdb_path
         if not args.sql:
             marts = describe_marts(published)
             return ToolResult.of({"marts": {f"{MARTS_SCHEMA}.{k}": v for k, v in sorted(marts.items())}})
         return ToolResult.of(run_query(published, ctx.tenant_id, args.sql, max_rows=args.max_rows))
+
+    def _postgres(self, ctx: ToolContext, args: QueryArgs) -> ToolResult:
+        if args.sql:
+            return ToolResult.of(run_query_postgres(ctx.settings, ctx.tenant_id, args.sql, max_rows=args.max_rows))
+        from agentprovision.marts import MartReader, tenant_owned
+        from agentprovision.marts import WarehouseUnavailable as MartsUnavailable
+
+        try:
+            catalog = MartReader(ctx.settings).marts()
+        except MartsUnavailable as exc:
+            raise WarehouseUnavailable(str(exc)) from None
+        marts = {f"{MARTS_SCHEMA}.{k}": list(v) for k, v in sorted(catalog.items()) if tenant_owned(v)}
+        return ToolResult.of({"marts": marts})

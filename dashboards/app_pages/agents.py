@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import altair as alt
 import polars as pl
 import streamlit as st
 
@@ -75,6 +76,21 @@ st.dataframe(
         "cost_30d_usd": st.column_config.NumberColumn("Cost (30 d)", format="dollar"),
     },
 )
+
+
+if activity is not None and shown.filter(pl.col("runs_30d") > 0).height:
+    st.altair_chart(
+        alt.Chart(shown.filter(pl.col("runs_30d") > 0).select("agent_id", "tenant_id", "runs_30d", "last_status"))
+        .mark_bar()
+        .encode(
+            x=alt.X("runs_30d:Q", title="Runs, last 30 days"),
+            y=alt.Y("agent_id:N", title=None, sort="-x"),
+            color=alt.Color("tenant_id:N", title="Tenant"),
+            tooltip=["agent_id:N", "tenant_id:N", "runs_30d:Q", "last_status:N"],
+        )
+        .properties(height=alt.Step(22)),
+        key="agents_runs_chart",
+    )
 
 
 def _or_dash(value: object) -> str:
@@ -156,7 +172,7 @@ if detail is not None and ui.can(Action.TASK_SUBMIT, detail["tenant_id"]):
     with st.form("agents_submit_form", clear_on_submit=True):
         st.caption(f"For **{detail['agent_name']}**; queued now, run by the dispatcher, recorded in the audit trail.")
         instructions = st.text_area("Instructions", key="agents_submit_text", max_chars=ops.MAX_TASK_TEXT)
-        submitted = st.form_submit_button("Queue task", type="primary")
+        submitted = st.form_submit_button("Queue task", type="primary", key="agents_submit_button")
     if submitted:
         try:
             task_id = ops.submit_task(engine, who, detail["tenant_id"], detail["agent_id"], instructions)
@@ -190,11 +206,8 @@ if requests is not None:
             hide_index=True,
             key="agents_approvals_table",
         )
-    decider = ops.approval_decider()
     deciding = [r for r in pending if ui.can(Action.APPROVAL_DECIDE, r["tenant_id"])]
-    if deciding and decider is None:
-        st.info("Decisions are not available here yet: the agent runtime does not offer them. The queue is read-only.")
-    elif deciding:
+    if deciding:
         for request in deciding:
             key = request["approval_id"]
             with st.container(border=True):
@@ -210,7 +223,7 @@ if requests is not None:
                     try:
                         ops.decide(engine, who, request["tenant_id"], key, choice, reason)
                         st.success("Approved." if choice else "Rejected.")
-                    except (ValueError, PermissionDenied, RuntimeError) as exc:
+                    except (ValueError, PermissionDenied) as exc:
                         st.error(str(exc))
     elif pending:
         st.caption(f"{len(pending)} pending; only approvers of the tenant can decide them.")

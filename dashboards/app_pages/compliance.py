@@ -109,8 +109,12 @@ with guard_col:
     guardrails = ui.load("guardrail statistics", data.guardrail_stats, warehouse, tenant_id, WINDOW_DAYS)
     if not ui.empty(guardrails, "No model calls in this window."):
         total = int(guardrails["calls"].sum())
-        acted = int(guardrails.filter(pl.col("guardrail_action") != "none")["calls"].sum())
-        st.metric("Calls a guardrail acted on", f"{acted:,} of {total:,}", help=f"Last {WINDOW_DAYS} days")
+        acted = int(guardrails.filter(pl.col("guardrail_action").is_in(data.GUARDRAIL_INTERVENED))["calls"].sum())
+        st.metric(
+            "Calls masked or blocked",
+            f"{acted:,} of {total:,}",
+            help=f"Model calls a PII or secrets guardrail changed or stopped, last {WINDOW_DAYS} days",
+        )
         st.altair_chart(
             alt.Chart(guardrails)
             .mark_arc(innerRadius=50)

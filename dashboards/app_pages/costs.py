@@ -66,13 +66,14 @@ st.subheader("Budgets this month")
 budgets = ui.load("budgets", data.budget_status, warehouse, tenant_id)
 if not ui.empty(budgets, "No budgets in scope."):
     st.dataframe(
-        budgets.drop("days_elapsed", "days_in_month"),
+        budgets.drop("days_elapsed", "days_in_month", "department_id", "agent_id"),
         hide_index=True,
         key="costs_budgets_table",
         column_config={
             "month_start": st.column_config.DateColumn("Month"),
             "budget_level": "Level",
             "scope_id": "Scope",
+            "tenant_id": "Tenant",
             "soft_limit_usd": st.column_config.NumberColumn("Soft limit", format="dollar"),
             "hard_limit_usd": st.column_config.NumberColumn("Hard limit", format="dollar"),
             "spend_mtd_usd": st.column_config.NumberColumn("Spend MTD", format="dollar"),
@@ -84,7 +85,15 @@ if not ui.empty(budgets, "No budgets in scope."):
         },
     )
     labels = [f"{row['budget_level']}: {row['scope_id']}" for row in budgets.iter_rows(named=True)]
-    chosen = st.selectbox("Burn-down for", options=range(len(labels)), format_func=labels.__getitem__, key="costs_burn")
+    # Start on the budget most at risk: a breached or forecast-over one before the rest.
+    at_risk = [i for i, status in enumerate(budgets["status"].to_list()) if status != "ok"]
+    chosen = st.selectbox(
+        "Burn-down for",
+        options=range(len(labels)),
+        index=at_risk[0] if at_risk else 0,
+        format_func=labels.__getitem__,
+        key="costs_burn",
+    )
     budget = budgets.row(chosen, named=True)
     scope_key = budget["department_id"] if budget["budget_level"] == "department" else budget["agent_id"]
     daily = ui.load(

@@ -113,7 +113,25 @@ def live_view() -> None:
             key="monitoring_rates_chart",
         )
 
-    st.subheader(f"By {by}")
+    sla_by = "model" if by not in data.SLA_BREAKDOWNS else by
+    st.markdown(f"**Model calls by {sla_by}**")
+    sla_table = ui.load("model-call service levels", data.sla_breakdown, warehouse, tenant_id, days, sla_by)
+    if not ui.empty(sla_table, "No model calls in this window."):
+        st.dataframe(
+            sla_table,
+            hide_index=True,
+            key="monitoring_sla_table",
+            column_config={
+                "group": sla_by.capitalize(),
+                "worst_day_p50_ms": st.column_config.NumberColumn("Latency p50, worst day (ms)", format="%d"),
+                "worst_day_p95_ms": st.column_config.NumberColumn("Latency p95, worst day (ms)", format="%d"),
+                "error_rate": st.column_config.NumberColumn("Error rate", format="percent"),
+                "fallback_rate": st.column_config.NumberColumn("Fallback rate", format="percent"),
+                "guardrail_rate": st.column_config.NumberColumn("Guardrail rate", format="percent"),
+            },
+        )
+
+    st.subheader(f"Runs by {by}")
     breakdown = ui.load("run breakdown", data.runs_breakdown, warehouse, tenant_id, days, by)
     if not ui.empty(breakdown, "No runs in this window."):
         if not sees_costs:

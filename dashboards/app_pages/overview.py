@@ -44,13 +44,9 @@ if sees_costs:
             delta=f"of {ui.usd(limit)} budget" if limit else None,
             delta_color="off",
         )
-try:
-    queue = ops.task_queue(ui.ops_engine(), tenant_id, with_prompts=False)
-    waiting = sum(1 for task in queue if task["status"] in ops.WAITING_FOR_APPROVAL)
-    approvals_col.metric("Open approvals", waiting, help="Tasks waiting for an approver's decision")
-except Exception:  # noqa: BLE001 - the ops store is optional for this tile; logged, not fatal
-    ui.LOG.exception("open approvals could not be counted")
-    approvals_col.metric("Open approvals", "-")
+waiting = ui.load("open approvals", ops.pending_approval_count, ui.ops_engine(), tenant_id)
+if waiting is not None:
+    approvals_col.metric("Open approvals", waiting, help="Tool calls waiting for an approver's decision")
 if budgets is not None:
     alerting = budgets.filter(budgets["status"] != "ok")
     alerts_col.metric("Budget alerts", alerting.height, help="Budgets over a limit or forecast to go over")
