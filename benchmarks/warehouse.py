@@ -18,14 +18,18 @@ Three measurements, each against a baseline that does the same work without the 
 3. Incremental. 100,000 new events are appended (later `_loaded_at`), then the same `dbt run`
    without --full-refresh. Goal: under 5 s.
 
-Events come from `agentprovision.synthetic` for the example config's tenants and agents. Figures
-are written between the `warehouse` markers in docs/benchmarks.md.
+Every step is timed in wall seconds and in CPU seconds (this process plus the dbt child processes).
+The machine is shared, so wall time swings with other people's load; the ratio goals are judged on
+CPU seconds, the incremental latency goal on wall time. Events come from `agentprovision.synthetic`
+for the example config's tenants and agents. Figures are written between the `warehouse` markers
+in docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -60,11 +64,26 @@ DAYS = 90
 START = date(2026, 7, 1)
 
 
-@contextmanager
-def timed(into: dict[str, float], key: str) -> Iterator[None]:
-    began = time.perf_counter()
-    yield
-    into[key] = time.perf_counter() - began
+def cpu_seconds() -> float:
+    """CPU used so far by this process and its finished children (dbt runs in child processes)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+class Stopwatch:
+    """Wall and CPU seconds per step. On a shared machine wall time swings with other people's load;
+    CPU time is what the step itself cost, so the goals are judged on CPU (incremental latency on wall too)."""
+
+    def __init__(self) -> None:
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, key: str) -> Iterator[None]:
+        wall, cpu = time.perf_counter(), cpu_seconds()
+        yield
+        self.wall[key] = time.perf_counter() - wall
+        self.cpu[key] = cpu_seconds() - cpu
 
 
 def log(message: str) -> None:
@@ -140,8 +159,8 @@ def slice_batches(batches: list[pa.Table], rows: int) -> list[pa.Table]:
 # --- dbt -------------------------------------------------------------------------------------------------
 
 
-def dbt(args: list[str], warehouse: Path, work: Path) -> float:
-    """Run the dbt CLI in its own process, as the pipeline does; returns wall seconds."""
+def dbt(args: list[str], warehouse: Path, work: Path) -> None:
+    """Run the dbt CLI in its own process, as the pipeline does."""
     executable = Path(sys.executable).with_name("dbt")
     command = [
         str(executable),
@@ -160,13 +179,10 @@ def dbt(args: list[str], warehouse: Path, work: Path) -> float:
         f"{{as_of_date: '{START + timedelta(days=DAYS)}'}}",
     ]
     env = {**os.environ, "AGENTPROVISION_DUCKDB_PATH": str(warehouse), "AGENTPROVISION_WAREHOUSE_TARGET": "duckdb"}
-    began = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    elapsed = time.perf_counter() - began
     if done.returncode != 0:
         tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-25:])
         raise SystemExit(f"dbt {' '.join(args)} failed:\n{tail}")
-    return elapsed
 
 
 # The same transformations as the dbt models in SELECTION, written by hand for DuckDB: the staging
@@ -283,11 +299,9 @@ LEFT JOIN raw.agents a ON m.agent_id = a.agent_id;
 """
 
 
-def hand_written(warehouse: Path) -> float:
-    began = time.perf_counter()
+def hand_written(warehouse: Path) -> None:
     with duckdb.connect(str(warehouse)) as con:
         con.execute(HAND_SQL)
-    return time.perf_counter() - began
 
 
 def same_results(warehouse: Path) -> str:
@@ -310,22 +324,22 @@ def same_results(warehouse: Path) -> str:
 # --- the run ---------------------------------------------------------------------------------------------
 
 
-def run(total: int, ingest: int, work: Path) -> dict[str, object]:
+def run(total: int, ingest: int, work: Path, build_all: bool = True) -> dict[str, object]:
     figures: dict[str, object] = {"events": total, "ingest_events": ingest}
-    t: dict[str, float] = {}
+    t = Stopwatch()
     log(f"generating {total:,} events for the example config ({DAYS} days from {START})")
     engine, config = ops_store(work / "ops.db")
     loaded_at = datetime(2026, 10, 1, tzinfo=UTC)
-    with timed(t, "generate"):
+    with t("generate"):
         batches = events(config, total, seed=1, start=START, first_seq=1, loaded_at=loaded_at)
 
     # 1. ingestion, on the same `ingest` rows
     sample = slice_batches(batches, ingest)
     log(f"ingestion: plain DuckDB insert vs load_raw, {ingest:,} events")
-    with timed(t, "raw_insert"):
+    with t("raw_insert"):
         insert_arrow(work / "baseline.duckdb", sample)
     fill_ops_events(engine, sample)
-    with timed(t, "load_raw"):
+    with t("load_raw"):
         reports = load_raw(engine, work / "ingested.duckdb")
     loaded = next(r.rows for r in reports if r.table == "events")
     if loaded != ingest:
@@ -339,19 +353,27 @@ def run(total: int, ingest: int, work: Path) -> dict[str, object]:
     config_engine, _ = ops_store(work / "ops_config.db")
     load_raw(config_engine, warehouse)
     config_engine.dispose()
-    with timed(t, "raw_insert_all"):
+    with t("raw_insert_all"):
         insert_arrow(warehouse, batches)
     del batches
     log("dbt start-up (an empty run)")
-    t["dbt_startup"] = min(dbt(["run", "--select", "tag:no-such-tag"], warehouse, work) for _ in range(2))
+    for attempt in ("dbt_startup_1", "dbt_startup_2"):  # the smaller of two is the fixed cost
+        with t(attempt):
+            dbt(["run", "--select", "tag:no-such-tag"], warehouse, work)
+    for clock in (t.wall, t.cpu):
+        clock["dbt_startup"] = min(clock.pop("dbt_startup_1"), clock.pop("dbt_startup_2"))
     log(f"dbt run --select {SELECTION} --full-refresh")
-    t["dbt_full"] = dbt(["run", "--select", SELECTION, "--full-refresh"], warehouse, work)
+    with t("dbt_full"):
+        dbt(["run", "--select", SELECTION, "--full-refresh"], warehouse, work)
     figures["full_models"] = model_times(work)
     log("hand-written SQL")
-    t["hand"] = hand_written(warehouse)
+    with t("hand"):
+        hand_written(warehouse)
     figures["agreement"] = same_results(warehouse)
-    log("dbt build (all models and tests)")
-    t["dbt_build_all"] = dbt(["build", "--full-refresh"], warehouse, work)
+    if build_all:
+        log("dbt build (all models and tests)")
+        with t("dbt_build_all"):
+            dbt(["build", "--full-refresh"], warehouse, work)
 
     # 3. incremental: 100,000 later events loaded later
     log(f"incremental: {INCREMENT:,} new events")
@@ -364,7 +386,8 @@ def run(total: int, ingest: int, work: Path) -> dict[str, object]:
         loaded_at=loaded_at + timedelta(hours=1),
     )
     insert_arrow(warehouse, [table.cast(table.schema) for table in more])
-    t["dbt_incremental"] = dbt(["run", "--select", SELECTION], warehouse, work)
+    with t("dbt_incremental"):
+        dbt(["run", "--select", SELECTION], warehouse, work)
     figures["incremental_models"] = model_times(work)
     with duckdb.connect(str(warehouse), read_only=True) as con:
         figures["calls_after_increment"] = con.execute("SELECT count(*) FROM marts.fct_llm_calls").fetchone()[0]
@@ -373,7 +396,7 @@ def run(total: int, ingest: int, work: Path) -> dict[str, object]:
         ).fetchone()[0]
     if figures["calls_after_increment"] != expected:
         raise SystemExit(f"incremental fct_llm_calls has {figures['calls_after_increment']} rows, raw has {expected}")
-    figures["times"] = t
+    figures["wall"], figures["cpu"] = t.wall, t.cpu
     return figures
 
 
@@ -391,37 +414,61 @@ def model_times(work: Path) -> str:
 
 
 def render(figures: dict[str, object]) -> str:
-    t: dict[str, float] = figures["times"]  # type: ignore[assignment]
-    total, ingest = figures["events"], figures["ingest_events"]
-    raw_rate = ingest / t["raw_insert"]  # type: ignore[operator]
-    load_rate = ingest / t["load_raw"]  # type: ignore[operator]
-    budget = 1.25 * t["hand"] + t["dbt_startup"]
+    wall: dict[str, float] = figures["wall"]  # type: ignore[assignment]
+    cpu: dict[str, float] = figures["cpu"]  # type: ignore[assignment]
+    total: int = figures["events"]  # type: ignore[assignment]
+    ingest: int = figures["ingest_events"]  # type: ignore[assignment]
+    ingest_ratio = cpu["raw_insert"] / cpu["load_raw"]
+    budget = {clock: 1.25 * c["hand"] + c["dbt_startup"] for clock, c in (("wall", wall), ("cpu", cpu))}
+
+    def row(label: str, key: str, note: str = "", goal: str = "", ok: bool | None = None) -> str:
+        return f"| {label} | {wall[key]:.2f} | {cpu[key]:.2f} | {note} | {goal} | {'' if ok is None else met(ok)} |"
+
     lines = [
         f"{total:,} synthetic events ({DAYS} days, example config tenants and agents), generated in "
-        f"{t['generate']:.1f} s; measured {datetime.now(UTC):%Y-%m-%d} on the shared 2-core machine.",
+        f"{wall['generate']:.1f} s; measured {datetime.now(UTC):%Y-%m-%d} on the shared 2-core machine.",
         "",
-        "| measurement | time | rate / ratio | goal | met |",
-        "|---|---:|---:|---|---|",
-        f"| plain DuckDB insert of the Arrow table ({ingest:,} events) | {t['raw_insert']:.2f} s | "
-        f"{raw_rate:,.0f} events/s | baseline | |",
-        f"| `load_raw` from the ops store (same {ingest:,} events) | {t['load_raw']:.2f} s | "
-        f"{load_rate:,.0f} events/s = {load_rate / raw_rate:.3f}x | >= 0.5x | {met(load_rate >= 0.5 * raw_rate)} |",
-        f"| plain DuckDB insert, all {total:,} events | {t['raw_insert_all']:.2f} s | "
-        f"{total / t['raw_insert_all']:,.0f} events/s | | |",  # type: ignore[operator]
-        f"| dbt start-up (parse, connect, empty run) | {t['dbt_startup']:.2f} s | | | |",
-        f"| hand-written SQL (same transformations) | {t['hand']:.2f} s | | | |",
-        f"| `dbt run --select {SELECTION} --full-refresh` | {t['dbt_full']:.2f} s | "
-        f"{t['dbt_full'] / budget:.2f}x of 1.25 x hand + start-up ({budget:.2f} s) | <= 1.0x | "
-        f"{'yes' if t['dbt_full'] <= budget else 'no'} |",
-        f"| `dbt build --full-refresh` (all models and tests) | {t['dbt_build_all']:.2f} s | | information | |",
-        f"| incremental `dbt run` after {INCREMENT:,} new events | {t['dbt_incremental']:.2f} s | "
-        f"{t['dbt_incremental'] - t['dbt_startup']:.2f} s without start-up | < 5 s | "
-        f"{'yes' if t['dbt_incremental'] < 5 else 'no'} |",
+        "| measurement | wall s | CPU s | figure | goal | met |",
+        "|---|---:|---:|---|---|---|",
+        row(
+            f"plain DuckDB insert of the Arrow table ({ingest:,} events)",
+            "raw_insert",
+            f"{ingest / cpu['raw_insert']:,.0f} events per CPU-s",
+            "baseline",
+        ),
+        row(
+            f"`load_raw` from the ops store (same {ingest:,} events)",
+            "load_raw",
+            f"{ingest / cpu['load_raw']:,.0f} events per CPU-s = {ingest_ratio:.3f}x the insert",
+            ">= 0.5x",
+            ingest_ratio >= 0.5,
+        ),
+        row(f"plain DuckDB insert, all {total:,} events", "raw_insert_all", ""),
+        row("dbt start-up (parse, connect, empty run; best of 2)", "dbt_startup"),
+        row("hand-written SQL (same transformations)", "hand"),
+        row(
+            f"`dbt run --select {SELECTION} --full-refresh`",
+            "dbt_full",
+            f"{cpu['dbt_full'] / budget['cpu']:.2f}x of 1.25 x hand + start-up (CPU {budget['cpu']:.1f} s)",
+            "<= 1.0x",
+            cpu["dbt_full"] <= budget["cpu"],
+        ),
+        row("`dbt build --full-refresh` (every model and test)", "dbt_build_all", "", "information")
+        if "dbt_build_all" in wall
+        else "| `dbt build --full-refresh` (every model and test) | not run (--skip-build-all) | | | | |",
+        row(
+            f"incremental `dbt run --select {SELECTION}` after {INCREMENT:,} new events",
+            "dbt_incremental",
+            f"{wall['dbt_incremental'] - wall['dbt_startup']:.2f} s wall without start-up",
+            "< 5 s wall",
+            wall["dbt_incremental"] < 5,
+        ),
         "",
         f"Hand-written and dbt results agree: {figures['agreement']}.",
         "",
         f"Slowest models, full run: {figures['full_models']}; incremental run: {figures['incremental_models']}.",
-        f"Machine load average when the run finished: {os.getloadavg()[0]:.1f} (2 cores, shared).",
+        f"Load average when the run finished: {os.getloadavg()[0]:.1f} on 2 cores shared with other work, so wall "
+        "times are inflated; the ratios use CPU seconds (this process plus its dbt child processes).",
     ]
     return "\n".join(lines)
 
@@ -454,13 +501,14 @@ def main() -> None:
     )
     parser.add_argument("--no-write", action="store_true", help="print the figures, leave docs/benchmarks.md alone")
     parser.add_argument("--keep", action="store_true", help="keep the working directory (printed at the end)")
+    parser.add_argument("--skip-build-all", action="store_true", help="leave out the informational full dbt build")
     args = parser.parse_args()
     if args.events < INCREMENT:
         parser.error(f"--events must be at least {INCREMENT:,}")
     ingest = min(args.ingest_events or 1_000_000, args.events)
     work = Path(tempfile.mkdtemp(prefix="ap-warehouse-bench-"))
     try:
-        section = render(run(args.events, ingest, work))
+        section = render(run(args.events, ingest, work, build_all=not args.skip_build_all))
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

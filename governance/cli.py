@@ -19,7 +19,7 @@ from governance.access import check_cli
 from governance.evidence import EvidenceError, Period, build_sections, write_pack
 from governance.permissions import Action, PermissionDenied, Principal, require
 from governance.privacy import PrivacyError, erase_subject
-from governance.retention import applied_config, apply_retention
+from governance.retention import RetentionError, applied_config, apply_retention
 from governance.vault import ENV_VAULT_KEYS, KEY_FILE_NAME, CredentialVault, VaultError, load_keyring, write_key_file
 
 secrets_app = typer.Typer(help="Encrypted integration credentials.", no_args_is_help=True)
@@ -187,7 +187,7 @@ def evidence(
 privacy_app = typer.Typer(help="Data-subject rights: erasure.", no_args_is_help=True)
 
 
-def _denied(factory, actor: str, action: str, target: str, tenant: str | None, exc: Exception) -> None:  # type: ignore[no-untyped-def]
+def _denied(factory, actor: str, action: str, tenant: str | None, exc: Exception) -> None:  # type: ignore[no-untyped-def]
     """A refusal is itself an audit record, in its own transaction since the attempted one rolled back."""
     with transaction(factory) as session:
         append_audit(
@@ -223,7 +223,7 @@ def privacy_erase(
         with transaction(factory) as session:
             require(principal_for(session, actor), Action.PRIVACY_ERASE, tenant)
     except PermissionDenied as exc:
-        _denied(factory, actor, "privacy.erase", tenant, tenant if _tenant_exists(factory, tenant) else None, exc)
+        _denied(factory, actor, "privacy.erase", tenant if _tenant_exists(factory, tenant) else None, exc)
     loaded = load_config_dir(settings.config_dir)
     try:
         report = erase_subject(
@@ -260,15 +260,12 @@ def retention_apply(
             # permission; for every tenant at once only a platform admin holds it.
             require(principal_for(session, actor), Action.PRIVACY_ERASE, tenant)
     except PermissionDenied as exc:
-        _denied(
-            factory,
-            actor,
-            "retention.apply",
-            tenant,
-            tenant if tenant and _tenant_exists(factory, tenant) else None,
-            exc,
-        )
-    config = applied_config(engine)
+        _denied(factory, actor, "retention.apply", tenant if tenant and _tenant_exists(factory, tenant) else None, exc)
+    try:
+        config = applied_config(engine)
+    except RetentionError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
     if config is None:
         typer.echo("error: no config applied yet: run `agentprovision apply` first", err=True)
         raise typer.Exit(1)

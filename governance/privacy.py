@@ -74,7 +74,7 @@ class ErasureReport:
     def render(self) -> str:
         lines = [
             f"erasure {self.erasure_id} in tenant {self.tenant_id}: {self.identifiers} identifiers "
-            f"replaced by {self.pseudonym}",
+            f"replaced by {self.pseudonym} (e-mail: {self.pseudonym}@erased.invalid)",
         ]
         for where, rows in sorted(self.changed.items()):
             lines.append(f"  erased  {where:<48} {rows} rows")
@@ -92,12 +92,33 @@ class ErasureReport:
         return "\n".join(lines)
 
 
+def _re2(forms: list[str] | tuple[str, ...]) -> str:
+    """An alternation for DuckDB's RE2 (escape only what RE2 treats as special)."""
+    return "|".join(re.sub(r"([\\.^$|?*+()\[\]{}\-])", r"\\\1", f) for f in forms)
+
+
 @dataclass(frozen=True)
 class Matcher:
-    """The subject's identifiers, matched case-insensitively, in plain and JSON-escaped form."""
+    """The subject's identifiers, matched case-insensitively, in plain and JSON-escaped form.
+
+    An e-mail is replaced by an e-mail shaped pseudonym (in the reserved `.invalid` domain), so
+    stored config versions that name the subject still validate; every other form by the plain one.
+    """
 
     forms: tuple[str, ...]
     pseudonym: str
+
+    @property
+    def email_pseudonym(self) -> str:
+        return f"{self.pseudonym}@erased.invalid"
+
+    @cached_property
+    def re2_passes(self) -> list[tuple[str, str]]:
+        """(pattern, replacement) for DuckDB: e-mail forms first, then the rest."""
+        emails = [f for f in self.forms if "@" in f]
+        others = [f for f in self.forms if "@" not in f]
+        passes = [(_re2(emails), self.email_pseudonym), (_re2(others), self.pseudonym)]
+        return [(pattern, replacement) for pattern, replacement in passes if pattern]
 
     @classmethod
     def build(cls, identifiers: set[str], pseudonym: str) -> Matcher:
@@ -113,12 +134,11 @@ class Matcher:
 
     @cached_property
     def re2(self) -> str:
-        """The same alternation for DuckDB's RE2 (escape only what RE2 treats as special)."""
-        return "|".join(re.sub(r"([\\.^$|?*+()\[\]{}\-])", r"\\\1", f) for f in self.forms)
+        return _re2(self.forms)
 
     def redact(self, value: Any) -> Any:
         if isinstance(value, str):
-            return self.regex.sub(self.pseudonym, value)
+            return self.regex.sub(lambda m: self.email_pseudonym if "@" in m.group(0) else self.pseudonym, value)
         if isinstance(value, list):
             return [self.redact(v) for v in value]
         if isinstance(value, dict):
@@ -390,10 +410,10 @@ def _scrub_duckdb(path: Path, tenant_id: str, matcher: Matcher) -> dict[str, int
             params = _duckdb_params(matcher, tenant_id, has_tenant)
             count = con.execute(f'SELECT count(*) FROM "{schema}"."{table}" WHERE {where}', params).fetchone()[0]
             if count:
-                sets = ", ".join(f'"{c}" = regexp_replace("{c}", $pattern, $pseudonym, \'gi\')' for c in columns)
-                con.execute(
-                    f'UPDATE "{schema}"."{table}" SET {sets} WHERE {where}', params | {"pseudonym": matcher.pseudonym}
-                )
+                for pattern, replacement in matcher.re2_passes:
+                    sets = ", ".join(f'"{c}" = regexp_replace("{c}", $p, $r, \'gi\')' for c in columns)
+                    update_sql = f'UPDATE "{schema}"."{table}" SET {sets} WHERE {where}'
+                    con.execute(update_sql, params | {"p": pattern, "r": replacement})
                 changed[f"{schema}.{table}"] = count
         con.execute("COMMIT")
     return changed

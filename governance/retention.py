@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+from pydantic import ValidationError
 from sqlalchemy import Engine, Text, cast, delete, func, select, update
 
 from agentprovision.apply import load_version
@@ -70,6 +71,7 @@ class TenantRetention:
     task_inputs_emptied: int = 0
     warehouse_prompts_stripped: int = 0
     warehouse_events_deleted: int = 0
+    warehouse_error: str | None = None  # the warehouse could not be pruned this time (e.g. a run held it)
 
     @property
     def total(self) -> int:
@@ -89,6 +91,7 @@ class RetentionReport:
                 f"{t.usage_events_deleted}, other events deleted {t.other_events_deleted}, task inputs emptied "
                 f"{t.task_inputs_emptied}; warehouse: {t.warehouse_prompts_stripped} stripped, "
                 f"{t.warehouse_events_deleted} deleted"
+                + (f" (warehouse not pruned: {t.warehouse_error})" if t.warehouse_error else "")
             )
         return "\n".join(lines)
 
@@ -114,7 +117,10 @@ def apply_retention(
         cutoffs = Cutoffs.of(tenant.policies, now)
         result = TenantRetention(tenant.id, _policy_days(tenant.policies))
         if warehouse is not None and warehouse.duckdb_path.exists():
-            _warehouse(warehouse.duckdb_path, tenant.id, cutoffs, result)
+            try:
+                _warehouse(warehouse.duckdb_path, tenant.id, cutoffs, result)
+            except duckdb.Error as exc:  # recorded, and the next run catches up: the rules are idempotent
+                result.warehouse_error = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
         with transaction(factory) as session:
             # Deletions first, so an event about to go is not counted as stripped too.
             result.usage_events_deleted = _delete_events(session, tenant.id, cutoffs.usage, usage=True)
@@ -134,11 +140,17 @@ def apply_retention(
                     "policy_days": result.policy_days,
                     "cutoffs": {k: v.isoformat() for k, v in asdict(cutoffs).items()},
                     "counts": {k: v for k, v in asdict(result).items() if isinstance(v, int)},
+                    "warehouse_error": result.warehouse_error,
                 },
             )
         report.tenants.append(result)
-    if warehouse is not None and warehouse.duckdb_path.exists() and warehouse.published_duckdb_path.exists():
-        publish(warehouse.duckdb_path, warehouse.published_duckdb_path)
+    pruned = any(t.warehouse_error is None for t in report.tenants)
+    if pruned and warehouse is not None and warehouse.duckdb_path.exists() and warehouse.published_duckdb_path.exists():
+        try:
+            publish(warehouse.duckdb_path, warehouse.published_duckdb_path)
+        except duckdb.Error as exc:
+            for t in report.tenants:
+                t.warehouse_error = t.warehouse_error or f"publishing failed: {type(exc).__name__}"
     return report
 
 
@@ -146,7 +158,17 @@ def applied_config(engine: Engine) -> AdminConfig | None:
     """The config the platform runs with (the newest applied version): its policies are the ones enforced."""
     with transaction(session_factory(engine)) as session:
         newest = session.scalar(select(func.max(m.ConfigVersion.version)))
-        return load_version(session, newest) if newest is not None else None
+        try:
+            return load_version(session, newest) if newest is not None else None
+        except ValidationError as exc:
+            raise RetentionError(
+                f"config version {newest} in the ops store does not validate ({exc.error_count()} problems, first: "
+                f"{exc.errors()[0]['msg']}); apply a valid config before enforcing retention"
+            ) from None
+
+
+class RetentionError(Exception):
+    """Retention cannot run as asked; the message says why."""
 
 
 def _policy_days(policies: TenantPolicies) -> dict[str, int]:

@@ -6,6 +6,7 @@ import dagster as dg
 
 from assets.agents import agent_work
 from assets.connectors import connector_syncs
+from assets.datasets import finetune_dataset
 from assets.governance import audit_chain_heads, compliance_evidence, data_retention
 from assets.ingestion import raw_ops_tables
 from assets.warehouse import dbt_models, published_warehouse
@@ -14,6 +15,7 @@ from orchestration.jobs import (
     audit_heads_job,
     compliance_evidence_job,
     connector_sync_job,
+    finetune_dataset_job,
     full_pass_job,
     retention_job,
 )
@@ -21,6 +23,7 @@ from orchestration.resources import build_resources
 from orchestration.schedules import (
     audit_heads_daily,
     compliance_evidence_daily,
+    finetune_datasets_weekly,
     full_pass_every_15_minutes,
     retention_daily,
 )
@@ -43,9 +46,24 @@ defs = dg.Definitions(
         audit_chain_heads,
         compliance_evidence,
         data_retention,
+        finetune_dataset,
     ],
-    jobs=[full_pass_job, agent_work_job, connector_sync_job, audit_heads_job, compliance_evidence_job, retention_job],
-    schedules=[full_pass_every_15_minutes, audit_heads_daily, compliance_evidence_daily, retention_daily],
+    jobs=[
+        full_pass_job,
+        agent_work_job,
+        connector_sync_job,
+        audit_heads_job,
+        compliance_evidence_job,
+        retention_job,
+        finetune_dataset_job,
+    ],
+    schedules=[
+        full_pass_every_15_minutes,
+        audit_heads_daily,
+        compliance_evidence_daily,
+        retention_daily,
+        finetune_datasets_weekly,
+    ],
     sensors=[
         tenant_partitions_sensor,
         agent_schedules_sensor,

@@ -56,3 +56,10 @@ retention_job = dg.define_asset_job(
     description="One tenant's retention policy, in the ops store and the warehouse.",
     tags=WAREHOUSE_WRITER_TAG,  # deletes and rewrites rows in the DuckDB warehouse
 )
+
+finetune_dataset_job = dg.define_asset_job(
+    "export_finetune_datasets",
+    selection=dg.AssetSelection.assets("finetune_dataset"),
+    partitions_def=tenant_partitions,
+    description="One tenant's fine-tuning dataset from its succeeded, approved runs.",
+)

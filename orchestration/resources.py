@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from functools import cached_property
+from functools import cache
 from pathlib import Path
 
 import dagster as dg
@@ -16,14 +16,21 @@ from agentprovision.store.db import open_store
 from orchestration.dbt_project import dbt_project
 
 
+@cache
+def _store_engine(database_url: str) -> Engine:
+    # Sensors are evaluated every few seconds and in-process runs follow one another in the same
+    # process: one migrated engine (and connection pool) per process and URL, not one per tick.
+    return open_store(database_url)
+
+
 class OpsStoreResource(dg.ConfigurableResource):
     """The operational store (SQLite embedded, PostgreSQL in production)."""
 
     database_url: str
 
-    @cached_property
+    @property
     def engine(self) -> Engine:
-        return open_store(self.database_url)
+        return _store_engine(self.database_url)
 
 
 class WarehouseResource(dg.ConfigurableResource):

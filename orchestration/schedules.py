@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import dagster as dg
 
-from orchestration.jobs import audit_heads_job, compliance_evidence_job, full_pass_job, retention_job
+from orchestration.jobs import (
+    audit_heads_job,
+    compliance_evidence_job,
+    finetune_dataset_job,
+    full_pass_job,
+    retention_job,
+)
 from orchestration.partitions import TENANT_TAG, tenant_partitions
 
 full_pass_every_15_minutes = dg.ScheduleDefinition(
@@ -24,8 +30,8 @@ audit_heads_daily = dg.ScheduleDefinition(
 )
 
 
-def each_tenant_daily(name: str, job: dg.UnresolvedAssetJobDefinition, cron: str, description: str):
-    """A daily schedule that launches one run per tenant partition (partitions, not schedules, scale with tenants)."""
+def per_tenant_schedule(name: str, job: dg.UnresolvedAssetJobDefinition, cron: str, description: str):
+    """A schedule launching one run per tenant partition: partitions, not schedules, grow with tenants."""
 
     @dg.schedule(
         name=name, job=job, cron_schedule=cron, default_status=dg.DefaultScheduleStatus.RUNNING, description=description
@@ -43,16 +49,23 @@ def each_tenant_daily(name: str, job: dg.UnresolvedAssetJobDefinition, cron: str
     return _schedule
 
 
-compliance_evidence_daily = each_tenant_daily(
+compliance_evidence_daily = per_tenant_schedule(
     "compliance_evidence_daily",
     compliance_evidence_job,
     "30 1 * * *",
     "Daily: every tenant's evidence pack for the month to date.",
 )
 
-retention_daily = each_tenant_daily(
+retention_daily = per_tenant_schedule(
     "retention_daily",
     retention_job,
     "0 2 * * *",
     "Daily: every tenant's retention policy; the runs take turns writing the warehouse.",
+)
+
+finetune_datasets_weekly = per_tenant_schedule(
+    "finetune_datasets_weekly",
+    finetune_dataset_job,
+    "0 3 * * 0",
+    "Weekly (Sundays): every tenant's fine-tuning dataset, rebuilt from its runs.",
 )

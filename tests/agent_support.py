@@ -22,7 +22,7 @@ from openai_peer import OpenAIPeer, _send
 from agentprovision.config.schema import AdminConfig
 from agents.catalog import AgentTypeSpec
 from agents.runtime import current_tool_call_id
-from agents.runtime.tooling import ToolError, ToolResult
+from agents.tools import ToolError, ToolResult
 from agents.types.builtin import BUILT_IN
 
 PLANTED = re.compile(r"CALL (\w+) (\{[^{}]*\})")

@@ -6,6 +6,7 @@ ran again; every tool call's side effect happened exactly once; no run event los
 
 from __future__ import annotations
 
+import asyncio
 import json
 import multiprocessing
 import os
@@ -24,13 +25,14 @@ from agentprovision.apply import apply_config
 from agentprovision.store.agent_models import AgentRunState, AgentRunStep
 from agentprovision.store.db import make_engine, migrate, session_factory, transaction
 from agentprovision.store.models import Event, Task
+from agents.gateway import CompletionRequest, Gateway
 from agents.runtime.submit import submit_task
 from governance.tenancy import tenant_session
 
 KILLS = 8
-TASKS = 6
+TASKS = 4
 
-SLOW_TOOLS = {name: {"delay": 0.15} for name in ("kb_search", "repo_inspect")}
+SLOW_TOOLS = {name: {"delay": 0.4} for name in ("kb_search", "repo_inspect")}
 
 
 def _worker_main(config_dir: str, url: str, ledger: str) -> None:
@@ -43,6 +45,14 @@ def _worker_main(config_dir: str, url: str, ledger: str) -> None:
     engine = make_engine(url)
     tools = make_tools(Path(ledger), **SLOW_TOOLS)
     execute_tasks_sync(config, engine, "acme", tools=tools, settings=load_settings(), lease_seconds=1.0)
+
+
+def _warm_up(config, engine) -> None:  # type: ignore[no-untyped-def]
+    """One model call in the test process, so LiteLLM's lazy imports are done before workers fork from it."""
+    gateway = Gateway(config, engine)
+    request = CompletionRequest(tenant_id="acme", agent_id="acme-worker", messages=[{"role": "user", "content": "hi"}])
+    asyncio.run(gateway.acomplete(request))
+    gateway.close()
 
 
 def _worker(config_dir: Path, url: str, ledger: Path) -> multiprocessing.Process:
@@ -82,11 +92,12 @@ def _run_with_kills(tmp_path: Path, peer: ScriptedAgentPeer, url: str) -> None:
                 session, tenant_id="acme", agent_id="acme-worker", task_input={"instructions": f"job {index} [tools=5]"}
             )
     ledger = tmp_path / "ledger.txt"
+    _warm_up(config, engine)
 
     kills = 0
     for _ in range(KILLS):
         worker = _worker(config_dir, url, ledger)
-        time.sleep(rng.uniform(0.2, 2.0))
+        time.sleep(rng.uniform(0.2, 2.5))
         if worker.is_alive():
             os.kill(worker.pid, signal.SIGKILL)
             kills += 1

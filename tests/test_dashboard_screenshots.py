@@ -147,6 +147,16 @@ def _settle(page: object) -> None:
     page.wait_for_timeout(1500)  # vega draws its canvas after the element appears
 
 
+def _fit_to_content(page: object) -> None:
+    """Streamlit scrolls inside its main block, so a full-page shot needs a viewport as tall as the content."""
+    height = page.evaluate(
+        """() => { const main = document.querySelector('[data-testid="stMainBlockContainer"]');
+                   return main ? main.scrollHeight : document.body.scrollHeight; }"""
+    )
+    page.set_viewport_size({"width": 1440, "height": max(900, min(int(height) + 160, 8000))})
+    page.wait_for_timeout(1500)  # charts re-layout to the new size
+
+
 @pytest.mark.parametrize("path", list(PAGES))
 def test_every_page_renders_charts_and_tables(server: str, browser: object, path: str) -> None:
     title, has_chart = PAGES[path]
@@ -159,6 +169,7 @@ def test_every_page_renders_charts_and_tables(server: str, browser: object, path
             page.wait_for_selector(CHART, timeout=PAGE_TIMEOUT_MS)
         _settle(page)
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        _fit_to_content(page)
         page.screenshot(path=str(SCREENSHOTS / f"{path or 'overview'}.png"), full_page=True)
 
         body = page.inner_text("body")

@@ -425,3 +425,28 @@ def test_invoice_variance_check_fails_only_above_tolerance(built: Built, tmp_pat
     ]
     lenient = run_dbt(["build", *select, *vars_arg(invoice_tolerance_pct=5)], tmp_path, built.env(path))
     assert failures(lenient) == []
+
+
+def test_a_reapplied_agent_config_opens_a_new_version(built: Built, tmp_path: Path) -> None:
+    path = copy_of(built, tmp_path)
+    with duckdb.connect(str(path)) as con:
+        applied_at = con.execute("select max(updated_at) from raw.agents").fetchone()[0]
+        changed_at = applied_at.astimezone(UTC) + timedelta(hours=1)
+        # What the next load brings after an apply that bumped the code reviewer to 1.3.0 in config version 2.
+        con.execute(
+            "update raw.agents set version = '1.3.0', config_version = 2, updated_at = ?"
+            " where agent_id = 'acme-code-reviewer'",
+            [changed_at],
+        )
+    assert failures(run_dbt(["snapshot", *vars_arg()], tmp_path, built.env(path))) == []
+    selected = ["--select", "dim_agent_versions", *vars_arg()]
+    assert failures(run_dbt(["run", *selected], tmp_path, built.env(path))) == []
+    with duckdb.connect(str(path)) as con:
+        rows = con.execute(
+            "select version, config_version, valid_to, is_current, version_seq from marts.dim_agent_versions"
+            " where agent_id = 'acme-code-reviewer' order by version_seq"
+        ).fetchall()
+        others = con.execute("select count(*) from marts.dim_agent_versions where agent_id <> 'acme-code-reviewer'")
+        assert others.fetchone() == (7,)  # untouched agents keep their single version
+    assert [(v, c, current, seq) for v, c, _, current, seq in rows] == [("1.2.0", 1, False, 1), ("1.3.0", 2, True, 2)]
+    assert rows[0][2].astimezone(UTC) == changed_at and rows[1][2] is None

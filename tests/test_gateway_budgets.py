@@ -10,12 +10,14 @@ from pathlib import Path
 import pytest
 from gateway_support import budget_worker, deployment, rate_worker, request, tenant, write_config
 from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import DBAPIError
 
 from agentprovision.store.db import make_engine, migrate
 from agentprovision.store.gateway_models import GatewayBudgetCounter, GatewayRateWindow, GatewayReservation
 from agentprovision.store.models import Event
 from agents.gateway import BudgetExceeded, Gateway, RateLimited
 from agents.gateway.budgets import release_stale_reservations
+from governance.tenancy import app_engine_url, grant_app_login
 
 MODELS = [deployment("sandbox-basic", tier="basic")]  # 2 USD in, 8 USD out per Mtok
 
@@ -269,3 +271,44 @@ def test_rpm_and_tpm_hold_across_two_processes_per_tenant_and_per_agent(
         ("tenant:gamma", "tpm"),
     ]
     assert len(refusals) == 15 + 31 + total["gamma"]["tpm"]
+
+
+@pytest.mark.postgres
+def test_under_row_level_security_the_gateway_ledger_runs_as_the_platform_role(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """The platform budget row has no tenant, so only the platform role may read or write it; a
+    connection with only the tenant-scoped app role fails closed instead of skipping the platform limit."""
+    owner = make_engine(postgres_url)
+    migrate(owner)
+    grant_app_login(owner, "ap_test_gateway_platform", platform=True)
+    grant_app_login(owner, "ap_test_gateway_app")
+    config = write_config(
+        tmp_path / "c",
+        MODELS,
+        [tenant("acme", hard=10)],
+        platform_budget={"monthly_hard_usd": 50, "monthly_soft_usd": 0.000001},
+    )
+    platform = make_engine(app_engine_url(postgres_url, "ap_test_gateway_platform"))
+    app = make_engine(app_engine_url(postgres_url, "ap_test_gateway_app"))
+    try:
+        gateway = Gateway(config, platform)
+        result = gateway.complete(request("acme", max_tokens=100))
+        assert gateway.release_stale_reservations() == 0  # the sweep sees every tenant's reservations
+        gateway.close()
+        with owner.connect() as connection:
+            counters = dict(
+                connection.execute(select(GatewayBudgetCounter.scope, GatewayBudgetCounter.spent_usd)).all()
+            )
+            soft = connection.execute(select(Event.tenant_id, Event.payload).where(Event.name == "budget_soft")).one()
+        assert counters == {"platform": result.cost_usd, "tenant:acme": result.cost_usd}
+        assert soft.tenant_id is None and soft.payload["scope"] == "platform"  # a platform alert, no tenant
+
+        refused = Gateway(config, app)
+        with pytest.raises(DBAPIError, match="row-level security"):
+            refused.complete(request("acme", max_tokens=100))
+        with owner.connect() as connection:  # nothing of the failed admission stayed behind
+            assert connection.scalar(select(func.count()).select_from(GatewayReservation)) == 1
+    finally:
+        for engine in (app, platform, owner):
+            engine.dispose()

@@ -47,7 +47,13 @@ def test_definitions_snapshot() -> None:
     # Schema-prefixed, never database-prefixed (DuckDB names its database after the file).
     assert all(not key.startswith(("warehouse", "main/")) for key in current["assets"])
     # Only per-tenant work is partitioned, and only by tenant (never tenant x day).
-    assert current["tenant_partitioned"] == ["agent_work", "compliance_evidence", "connector_syncs"]
+    assert current["tenant_partitioned"] == [
+        "agent_work",
+        "compliance_evidence",
+        "connector_syncs",
+        "data_retention",
+        "finetune_dataset",
+    ]
 
 
 def test_partitioned_assets_use_the_tenant_partitions() -> None:
@@ -125,7 +131,7 @@ def run_demo(state: Path) -> subprocess.CompletedProcess[str]:
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
     )
 
 
@@ -137,6 +143,7 @@ def agent_tasks_done(stdout: str) -> tuple[int, int]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # two whole passes, each a full dbt build
 def test_demo_runs_the_whole_loop_and_is_safe_to_repeat(tmp_path: Path) -> None:
     state = tmp_path / "state"
     first = run_demo(state)
@@ -212,7 +219,8 @@ def test_one_tenant_partition_touches_only_that_tenants_data(tmp_path: Path, sta
     from agentprovision.store.db import make_engine, migrate, session_factory, transaction
     from agentprovision.tasks import queue_task
     from assets.agents import agent_work
-    from assets.governance import compliance_evidence
+    from assets.datasets import finetune_dataset
+    from assets.governance import compliance_evidence, data_retention
     from orchestration.resources import OpsStoreResource
 
     url = f"sqlite:///{tmp_path / 'ops.db'}"
@@ -236,7 +244,7 @@ def test_one_tenant_partition_touches_only_that_tenants_data(tmp_path: Path, sta
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("tenant", ["acme", "globex", "initech"])
         result = dg.materialize(
-            [agent_work, compliance_evidence],
+            [agent_work, compliance_evidence, data_retention, finetune_dataset],
             partition_key="acme",
             resources={"ops_store": OpsStoreResource(database_url=url)},
             instance=instance,
@@ -249,8 +257,17 @@ def test_one_tenant_partition_touches_only_that_tenants_data(tmp_path: Path, sta
         tasks = {(t.tenant_id, t.status) for t in session.scalars(select(m.Task))}
         run_tenants = set(session.scalars(select(m.Run.tenant_id)))
         event_tenants = set(session.scalars(select(m.Event.tenant_id)))
-        audit = session.scalars(select(m.AuditRecord).where(m.AuditRecord.action == "evidence.export")).all()
+        audit = session.execute(
+            select(m.AuditRecord.action, m.AuditRecord.tenant_id, m.AuditRecord.source).where(
+                m.AuditRecord.source == "dagster"
+            )
+        ).all()
     assert tasks == {("acme", "succeeded"), ("globex", "queued")}
     assert run_tenants == {"acme"} and event_tenants == {"acme"}
-    assert [(a.tenant_id, a.source) for a in audit] == [("acme", "dagster")]
+    assert sorted(audit) == [
+        ("data.exported", "acme", "dagster"),
+        ("evidence.export", "acme", "dagster"),
+        ("retention.apply", "acme", "dagster"),
+    ]
     assert sorted(p.name for p in (state_env / "evidence").iterdir()) == ["acme"]
+    assert sorted(p.name for p in (state_env / "datasets").iterdir()) == ["acme"]

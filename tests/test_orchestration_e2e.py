@@ -28,6 +28,7 @@ TASKS_PER_AGENT = 2
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # agent runs plus a full dbt build
 def test_tasks_flow_through_dispatch_and_dbt_into_per_tenant_marts(
     state_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

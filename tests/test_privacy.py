@@ -16,7 +16,7 @@ from sqlalchemy import Engine, String, Text, cast, func, or_, select, text
 from sqlalchemy.exc import DatabaseError
 from typer.testing import CliRunner
 
-from agentprovision.apply import apply_config
+from agentprovision.apply import apply_config, load_version
 from agentprovision.cli import app
 from agentprovision.config import load_config_dir
 from agentprovision.events import PlatformEvent, write_events
@@ -243,8 +243,14 @@ def test_erasure_leaves_no_trace_of_the_subject_anywhere(store: Engine, settings
         assert {s.record_id for s in erased if s.tenant_id == "acme"} == set(tombstone.details["erased_records"])
         assert {s.hash_version for s in erased} == {1, 2}  # a legacy record was erased too
         assert all(s.salt is None for s in erased)
-        user = session.scalar(select(m.User).where(m.User.user_id == report.pseudonym))
+        user = session.scalar(select(m.User).where(m.User.user_id == f"{report.pseudonym}@erased.invalid"))
         assert user is not None and user.status == "erased" and user.tenant_id == "acme"
+        assert user.name == report.pseudonym
+        # The stored config version still validates: it can be rolled back to and its policies enforced.
+        restored = load_version(session, 1)
+        assert restored is not None and f"{report.pseudonym}@erased.invalid" in {
+            u.id for t in restored.tenants for u in t.users
+        }
         verified = session.scalar(select(m.AuditRecord).where(m.AuditRecord.action == "privacy.verify"))
         assert verified.outcome == "success" and verified.details["remaining"] == {}
         # Another tenant's data and the subject's unrelated rows stay as they were.
@@ -253,7 +259,8 @@ def test_erasure_leaves_no_trace_of_the_subject_anywhere(store: Engine, settings
         assert session.scalar(select(func.count()).select_from(m.Event)) == 3
         assert session.scalar(select(func.count()).select_from(m.User).where(m.User.tenant_id == "acme")) == 5
     with duckdb.connect(str(settings.published_duckdb_path), read_only=True) as con:
-        assert (report.pseudonym, report.pseudonym) in con.execute("SELECT user_id, name FROM marts.v_users").fetchall()
+        users = con.execute("SELECT user_id, name FROM marts.v_users").fetchall()
+        assert (f"{report.pseudonym}@erased.invalid", report.pseudonym) in users
     # The redacted evidence pack still checks against its own manifest.
     pack = next((settings.state_dir / "evidence" / "acme").iterdir())
     for line in (pack / "MANIFEST.sha256").read_text().splitlines():

@@ -13,7 +13,6 @@ import asyncio
 import time
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
@@ -43,6 +42,7 @@ from agents.runtime.tooling import (
     permission,
     wrap_output,
 )
+from agents.tools.workspace import prepare_workdir
 from agents.types import AgentType, AgentTypeError
 
 MAX_TURN_TOKENS = 4096  # completion tokens asked for per model turn, within the run's remaining allowance
@@ -285,7 +285,17 @@ class RunLoop:
         return None
 
     async def _execute(self, tool: Any, call_id: str, arguments: dict[str, Any]) -> tuple[str, str | None, str, Any]:
-        workdir = self.env.settings.state_dir / "runs" / self.record.run_id
+        try:
+            # The run's own copy of the tenant's working files (agent parameter `workspace`, default repo/).
+            workdir = await asyncio.to_thread(
+                prepare_workdir,
+                self.env.settings,
+                self.record.tenant_id,
+                self.record.run_id,
+                self.agent.parameters.get("workspace"),
+            )
+        except ToolError as error:
+            return "error", getattr(error, "error_class", "policy"), f"error: {error}", None
         ctx = ToolContext(
             tenant_id=self.record.tenant_id,
             agent_id=self.agent.id,
@@ -301,7 +311,6 @@ class RunLoop:
             attempt += 1
             token = CURRENT_TOOL_CALL.set(call_id)
             try:
-                await asyncio.to_thread(Path(workdir).mkdir, parents=True, exist_ok=True)
                 result = await asyncio.wait_for(asyncio.to_thread(tool.run, ctx, arguments), timeout=self._wall_left())
                 return "ok", None, str(result.content), getattr(result, "outcome", None)
             except TimeoutError:

@@ -1,8 +1,7 @@
 """The runtime's side of tools: which an agent may use, how they are offered, how their output is wrapped.
 
 The Tool API itself (Tool, ToolContext, ToolResult, ToolError, load_tools) belongs to
-`agents.tools`. Until that package is installed the runtime falls back to the same names defined
-here, so the runtime and its tests work with any object that follows the Tool protocol.
+`agents.tools`; the runtime works with any object that follows the Tool protocol.
 """
 
 from __future__ import annotations
@@ -10,53 +9,11 @@ from __future__ import annotations
 import contextvars
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Any
 
-from agentprovision.config.schema import AdminConfig, Agent, TenantFile
-from agentprovision.settings import Settings
-
-try:  # the tools package is built separately; see docs/agents.md
-    from agents.tools import Tool, ToolContext, ToolError, ToolResult, load_tools  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - exercised only while agents.tools is absent
-
-    @runtime_checkable
-    class Tool(Protocol):  # type: ignore[no-redef]
-        name: str
-        description: str
-        read_only: bool
-        needs_approval: bool
-        parameters: dict[str, Any]
-
-        def run(self, ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult: ...
-
-    @dataclass(frozen=True)
-    class ToolContext:  # type: ignore[no-redef]
-        tenant_id: str
-        agent_id: str
-        run_id: str
-        config: AdminConfig
-        engine: Any
-        settings: Settings
-        workdir: Path
-        parameters: dict[str, Any] = field(default_factory=dict)
-
-    @dataclass(frozen=True)
-    class ToolResult:  # type: ignore[no-redef]
-        content: str
-        data: dict[str, Any] = field(default_factory=dict)
-        outcome: str | None = None
-
-    class ToolError(Exception):  # type: ignore[no-redef]
-        def __init__(self, message: str, error_class: str = "tool"):
-            super().__init__(message)
-            self.message = message
-            self.error_class = error_class
-
-    def load_tools() -> dict[str, Tool]:  # type: ignore[misc]
-        return {}
-
+from agentprovision.config.schema import Agent, TenantFile
+from agents.tools import Tool, ToolContext, ToolError, ToolResult, load_tools
 
 # The id of the tool call being executed: side-effecting tools use it as their idempotency key,
 # because a worker killed after the side effect but before the checkpoint runs the call again.

@@ -36,7 +36,7 @@ with role_col:
             alt.Chart(by_role)
             .mark_bar()
             .encode(
-                x=alt.X("users:Q", title="Users"),
+                x=alt.X("users:Q", title="Users", axis=alt.Axis(tickMinStep=1, format="d")),
                 y=alt.Y("role:N", title=None, sort="-x"),
                 tooltip=["role:N", "users:Q"],
             )

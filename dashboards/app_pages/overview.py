@@ -76,7 +76,7 @@ with type_col:
             alt.Chart(by_type)
             .mark_bar()
             .encode(
-                x=alt.X("sum(agents):Q", title="Agents"),
+                x=alt.X("sum(agents):Q", title="Agents", axis=alt.Axis(tickMinStep=1, format="d")),
                 y=alt.Y("agent_type:N", title=None, sort="-x"),
                 color=alt.Color("status:N", title="Status"),
                 tooltip=["agent_type:N", "status:N", "agents:Q"],
@@ -95,6 +95,9 @@ if budgets is not None and not budgets.is_empty():
             hide_index=True,
             key="overview_budget_alerts",
             column_config={
+                "budget_level": "Level",
+                "scope_id": "Scope",
+                "status": "Status",
                 "spend_mtd_usd": st.column_config.NumberColumn("Spend MTD", format="dollar"),
                 "hard_limit_usd": st.column_config.NumberColumn("Hard limit", format="dollar"),
                 "forecast_month_end_usd": st.column_config.NumberColumn("Forecast month end", format="dollar"),
