@@ -159,8 +159,13 @@ def test_real_tools_through_load_tools_when_the_tools_package_is_installed(engin
     # Each run called its first tool for real; a tool may refuse the sandbox's made-up arguments, and
     # that refusal went back to the model as data rather than failing the run.
     assert sorted(c.payload["tool"] for c in calls) == sorted(a.tools[0] for a in config.tenant("acme").agents)
-    print({c.payload["tool"]: (c.payload["status"], c.payload["error_class"]) for c in calls})
-    assert {c.payload["status"] for c in calls} <= {"ok", "error"}
+    statuses = {c.payload["tool"]: c.payload["status"] for c in calls}
+    # The inspection tools worked on the run's copy of the tenant's repo (config/tenant_files/acme/repo);
+    # no warehouse is published in this test, so warehouse_query answered with an error the model can read.
+    assert statuses == {"repo_inspect": "ok", "config_inspect": "ok", "kb_search": "ok", "warehouse_query": "error"}
+    repo_run = next(c.run_id for c in calls if c.payload["tool"] == "repo_inspect")
+    listing = next(m for m in run_messages(engine, repo_run) if m["role"] == "tool")["content"]
+    assert "Dockerfile" in listing and "orders.py" in listing
 
 
 # --- permissions and injection --------------------------------------------------------------------
@@ -210,6 +215,27 @@ def test_tools_offered_are_only_the_allowed_ones(engine: Engine, tmp_path: Path,
     run_all(config, engine, make_tools(tmp_path / "ledger.txt"))
     offered = {tuple(t["function"]["name"] for t in body.get("tools") or []) for _, body in peer.requests}
     assert offered == {("warehouse_query",)}
+
+
+def test_the_tenant_policy_refuses_a_tool_the_agent_itself_lists(
+    engine: Engine, tmp_path: Path, peer: ScriptedAgentPeer
+) -> None:
+    agents = [agent_entry("acme-reader", "qa_testing", ["kb_search", "warehouse_query"])]
+    policies = {"denied_tools": ["warehouse_query"]}
+    config = deploy(
+        engine, runtime_config(tmp_path / "config", agents=agents, api_base=peer.api_base("m"), policies=policies)
+    )
+    ledger = tmp_path / "ledger.txt"
+    submit(engine, "acme-reader", {"instructions": "Find the release checklist"})
+
+    [outcome] = run_all(config, engine, make_tools(ledger, kb_search={"plant": PLANT}))
+
+    assert outcome.status == "succeeded"
+    offered = {name for _, body in peer.requests for name in (t["function"]["name"] for t in body.get("tools") or [])}
+    assert offered == {"kb_search"}
+    assert [line.split()[-1] for line in ledger_entries(ledger)] == ["kb_search"]
+    refused = [c.payload for c in events(engine, "tool_call") if c.payload["tool"] == "warehouse_query"]
+    assert refused and all(c["status"] == "refused" and c["error_class"] == "policy" for c in refused)
 
 
 # --- approvals ------------------------------------------------------------------------------------

@@ -229,6 +229,14 @@ BAD_CASES = [
         "unknown tool 'rm_rf'",
     ),
     BadCase(
+        "unknown tool in a tenant policy",
+        "tenants/initech.yaml",
+        "denied_tools: [post_message]",
+        "denied_tools: [post_mesage]",
+        "post_mesage",
+        "unknown tool 'post_mesage'",
+    ),
+    BadCase(
         "unknown trigger connector",
         "tenants/acme.yaml",
         "      - connector: acme-jira\n        stream: issues\n        match: {labels: [qa]}",

@@ -318,7 +318,13 @@ class CrossChecks:
             )
 
     def _check_policies(self, tenant_file: TenantFile, source: SourceFile) -> None:
-        allowed = tenant_file.tenant.policies.allowed_models
+        policies = tenant_file.tenant.policies
+        tools = registered_names(TOOLS_GROUP)
+        for field in ("allowed_tools", "denied_tools"):
+            for index, tool in enumerate(getattr(policies, field) or ()):
+                if tool not in tools:
+                    self._add(source, ("tenant", "policies", field, index), self._unknown("tool", tool, tools))
+        allowed = policies.allowed_models
         if allowed is None:
             return
         model_names = {d.model_name for d in self.config.models.model_list}

@@ -237,6 +237,12 @@ class TenantPolicies(Strict):
         default="mask", description="Keys, tokens and private keys never reach a provider as they are."
     )
     scan_output: bool = Field(default=True, description="Scan model output with the same rules as the prompt.")
+    allowed_tools: list[str] | None = Field(
+        default=None, description="Tools this tenant's agents may call; unset means every installed tool."
+    )
+    denied_tools: list[str] = Field(
+        default_factory=list, description="Tools refused to every agent of this tenant, whatever its config says."
+    )
     store_prompts: bool = False
     retention_days: int = Field(default=365, ge=1, le=3650)
     retention: RetentionPolicy = Field(

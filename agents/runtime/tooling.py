@@ -27,11 +27,9 @@ def current_tool_call_id() -> str | None:
 
 
 def tenant_permits(tenant_file: TenantFile, tool: str) -> bool:
-    """The tenant's own tool policy, when its config has one (`policies.allowed_tools` / `denied_tools`)."""
+    """The tenant's own tool policy (`policies.allowed_tools` / `denied_tools`); unset allows every tool."""
     policies = tenant_file.tenant.policies
-    allowed = getattr(policies, "allowed_tools", None)
-    denied = getattr(policies, "denied_tools", None) or ()
-    return tool not in denied and (allowed is None or tool in allowed)
+    return tool not in policies.denied_tools and (policies.allowed_tools is None or tool in policies.allowed_tools)
 
 
 @dataclass(frozen=True)
