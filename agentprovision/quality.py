@@ -282,6 +282,17 @@ def _duckdb_path(target: Path | str | Settings) -> Path:
     return Path(target)
 
 
+def _connect(path: Path) -> duckdb.DuckDBPyConnection:
+    """Read-only, unless this process already has the file open for writing (DuckDB then refuses a
+    second configuration in one process); the suites only read either way."""
+    try:
+        return duckdb.connect(str(path), read_only=True)
+    except duckdb.ConnectionException as exc:
+        if "different configuration" not in str(exc):
+            raise
+        return duckdb.connect(str(path))
+
+
 def run_raw_event_suites(
     target: Path | str | Settings,
     tenants: set[str],
@@ -302,7 +313,7 @@ def run_raw_event_suites(
     if not path.exists():
         raise FileNotFoundError(f"no warehouse at {path}; run a pipeline pass first")
     results = []
-    with duckdb.connect(str(path), read_only=True) as con:
+    with _connect(path) as con:
         con.execute("SET TimeZone = 'UTC'")
         tables = {
             name

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import multiprocessing
 import os
 import statistics
@@ -80,9 +81,20 @@ class Row:
         }
 
 
+def settle_heap() -> None:
+    """Collect garbage before every timed row, for every client alike.
+
+    The first calls load large tables (tokenizers, LiteLLM's maps); the full collection they later
+    trigger costs 250-400 ms here and would land on whichever row happens to be running, which made
+    single rounds swing by 2x. It is a start-up cost, not a per-call one.
+    """
+    gc.collect()
+
+
 def measure_sync(call: Callable[[], object], calls: int, row: Row, warm_up: bool) -> None:
     for _ in range(10 if warm_up else 0):
         call()  # warm up connections and caches
+    settle_heap()
     latencies = []
     cpu0, wall0 = time.process_time(), time.perf_counter()
     for _ in range(calls):
@@ -95,6 +107,7 @@ def measure_sync(call: Callable[[], object], calls: int, row: Row, warm_up: bool
 async def measure_async(make: Callable[[], Awaitable[object]], calls: int, row: Row, warm_up: bool) -> None:
     for _ in range(10 if warm_up else 0):
         await make()
+    settle_heap()
     latencies: list[float] = []
     limit = asyncio.Semaphore(CONCURRENCY)
 
@@ -208,7 +221,7 @@ def render(results: dict[tuple[str, str], Row], calls: int, rounds: int, store: 
         figures = f"{f['cpu_ms']:.2f} | {f['p50_ms']:.2f} | {f['p99_ms']:.2f} | {f['calls_per_s']:.0f}"
         lines.append(f"| {client} | {load} | {figures} |")
     lines.append("")
-    lines.append("| ratio (CPU per call) | sequential | concurrent | per-round range, sequential | concurrent |")
+    lines.append("| ratio (CPU per call) | sequential | concurrent | rounds: median (range), sequential | concurrent |")
     lines.append("|---|---:|---:|---:|---:|")
     loads = ["sequential", f"{CONCURRENCY} concurrent"]
     for label, top, bottom in (
@@ -224,7 +237,7 @@ def render(results: dict[tuple[str, str], Row], calls: int, rounds: int, store: 
                 t / b
                 for t, b in zip(results[(top, load)].round_cpu_ms, results[(bottom, load)].round_cpu_ms, strict=True)
             ]
-            spreads.append(f"{min(per_round):.2f}-{max(per_round):.2f}")
+            spreads.append(f"{statistics.median(per_round):.2f} ({min(per_round):.2f}-{max(per_round):.2f})")
         lines.append(f"| {label} | {ratios[0]:.2f} | {ratios[1]:.2f} | {spreads[0]} | {spreads[1]} |")
     return "\n".join(lines)
 

@@ -33,9 +33,6 @@ from agentprovision.store.agent_models import AgentApproval
 from agentprovision.store.audit import VerifyResult, append_audit, chain_of, latest_exported_heads, verify_chain
 from agentprovision.store.connector_models import IntegrationSyncState, SyncRun
 from agentprovision.store.db import open_store, session_factory, transaction
-from agents.runtime.approvals import ApprovalError, decide_approval
-from agents.runtime.submit import SubmitRefused
-from agents.runtime.submit import submit_task as runtime_submit_task
 from governance.evidence import Period, build_sections, write_pack
 from governance.permissions import Action, PermissionDenied, Principal, require
 from governance.tenancy import tenant_session
@@ -125,6 +122,10 @@ def submit_task(engine: Engine, principal: Principal, tenant_id: str, agent_id: 
         raise ValueError("describe the task: the instructions are empty")
     if len(text) > MAX_TASK_TEXT:
         raise ValueError(f"the instructions are {len(text)} characters; the limit is {MAX_TASK_TEXT}")
+    # Imported here: the agent runtime loads the LLM gateway (LiteLLM), seconds a page should not wait for.
+    from agents.runtime.submit import SubmitRefused  # noqa: PLC0415
+    from agents.runtime.submit import submit_task as runtime_submit_task  # noqa: PLC0415
+
     factory = session_factory(engine)
     try:
         require(principal, Action.TASK_SUBMIT, tenant_id)
@@ -236,6 +237,8 @@ def pending_approval_count(engine: Engine, tenant_id: str | None) -> int:
 def decide(engine: Engine, principal: Principal, tenant_id: str, approval_id: str, approve: bool, reason: str) -> None:
     """Approve or reject one pending request through the agent runtime, which resumes or ends the run and
     writes the audit record in the same transaction. Raises PermissionDenied (audited) or ValueError."""
+    from agents.runtime.approvals import ApprovalError, decide_approval  # noqa: PLC0415 - see submit_task
+
     factory = session_factory(engine)
     action = "approval.approve" if approve else "approval.reject"
     try:

@@ -110,10 +110,7 @@ def dispatch_sensor(context: dg.SensorEvaluationContext, ops_store: OpsStoreReso
     run_requests = [
         dg.RunRequest(
             # Same tasks, same key: Dagster never launches a key twice, even if the cursor were lost.
-            run_key="dispatch:"
-            + launch.tenant_id
-            + ":"
-            + hashlib.sha256(" ".join(launch.task_ids).encode()).hexdigest(),
+            run_key=f"dispatch:{launch.tenant_id}:{hashlib.sha256(' '.join(launch.task_ids).encode()).hexdigest()}",
             partition_key=launch.tenant_id,
             run_config={
                 "ops": {

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import dagster as dg
@@ -114,6 +115,14 @@ def test_production_instance_config_runs_on_postgres(tmp_path: Path, postgres_ur
             assert type(instance.run_storage).__name__ == "PostgresRunStorage"
             assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
             assert instance.get_runs() == []
+            # Writing an event exercises the driver (dagster-postgres needs psycopg2, not psycopg 3).
+            run = instance.add_run(dg.DagsterRun(job_name="probe", run_id=str(uuid.uuid4())))
+            instance.report_engine_event("probe", run)
+            assert [e.message for e in instance.all_logs(run.run_id)] == ["probe"]
+            queue = instance.get_concurrency_config().run_queue_config
+            limits = {limit["key"]: limit for limit in queue.tag_concurrency_limits}
+            assert limits["agentprovision/dispatch-tenant"]["value"] == {"applyLimitPerUniqueValue": True}
+            assert limits["agentprovision/warehouse-writer"]["limit"] == 1
     finally:
         for key, value in previous.items():
             if value is None:
@@ -271,3 +280,33 @@ def test_one_tenant_partition_touches_only_that_tenants_data(tmp_path: Path, sta
     ]
     assert sorted(p.name for p in (state_env / "evidence").iterdir()) == ["acme"]
     assert sorted(p.name for p in (state_env / "datasets").iterdir()) == ["acme"]
+
+
+def test_agent_work_for_a_tenant_not_in_config_fails_once_without_retries(tmp_path: Path, state_env: Path) -> None:
+    from agentprovision.apply import apply_config
+    from agentprovision.config import load_config_dir
+    from agentprovision.store.db import make_engine, migrate, session_factory, transaction
+    from assets.agents import STORE_RETRY, agent_work
+    from orchestration.resources import OpsStoreResource
+
+    assert agent_work.op.retry_policy == STORE_RETRY and STORE_RETRY.max_retries == 3
+    url = f"sqlite:///{tmp_path / 'ops.db'}"
+    engine = make_engine(url)
+    migrate(engine)
+    with transaction(session_factory(engine)) as session:
+        apply_config(session, load_config_dir("config").config, actor="t@example.com", source="config")
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("tenant", ["ghost"])
+        result = dg.materialize(
+            [agent_work],
+            partition_key="ghost",
+            resources={"ops_store": OpsStoreResource(database_url=url)},
+            instance=instance,
+            raise_on_error=False,
+        )
+    assert not result.success
+    types = [e.event_type for e in result.all_events]
+    # A tenant missing from config will not appear on a retry: the step fails once, with the reason.
+    assert dg.DagsterEventType.STEP_UP_FOR_RETRY not in types
+    (failure,) = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    assert "tenant 'ghost' is not in the config" in failure.event_specific_data.error.message

@@ -193,3 +193,10 @@ def test_bad_invoice_lines_fail(tmp_path: Path, case: str) -> None:
 def test_bad_input_is_explained(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="run a pipeline pass first"):
         run_raw_event_suites(tmp_path / "missing.duckdb", TENANTS, NOW)
+
+
+def test_runs_inside_the_writing_process(tmp_path: Path) -> None:
+    """A Dagster asset check may run where the writer's connection is still open: no configuration clash."""
+    path = build(tmp_path / "w.duckdb", CLEAN)
+    with duckdb.connect(str(path)):
+        assert all(r.success for r in run_raw_event_suites(path, TENANTS, NOW))

@@ -1,8 +1,9 @@
 """Ops-store tables of the LLM gateway: budget counters and reservations, rate-limit windows.
 
-These rows are what make budgets and rate limits hold across processes: every admission takes a
-row lock on the counters it touches (SELECT ... FOR UPDATE on PostgreSQL; SQLite serialises
-writers with BEGIN IMMEDIATE), so two processes can never both spend the last cent.
+These rows are what make budgets and rate limits hold across processes: every admission checks
+and increments each counter it touches in one conditional UPDATE, which holds the row lock
+(PostgreSQL) or the database write lock (SQLite, BEGIN IMMEDIATE) while it decides, so two
+processes can never both spend the last cent. See agents/gateway/budgets.py and ratelimits.py.
 """
 
 from __future__ import annotations

@@ -502,11 +502,12 @@ class Gateway:
     def _fail(self, call: _Call, error: BaseException, span: Any) -> ProviderFailed:
         """Release what the failed call held, record its attempts, and describe the failure."""
         with self._store() as connection:
-            if call.reservation is not None:
-                self.budgets.release(connection, call.reservation, self._clock())
+            # Rate windows before budget counters, the order admission and settlement lock them in.
             if call.admission is not None:
                 # Failed attempts used no tokens we can know of; the request itself still counts.
                 self.rates.correct(connection, call.admission, 0)
+            if call.reservation is not None:
+                self.budgets.release(connection, call.reservation, self._clock())
         self._usage_events(call, {"prompt": call.prompt_scan.summary()}, final=None)
         failure = ProviderFailed(len(call.log.sent), type(error).__name__, _short(error))
         telemetry.record_error(span, error, failure.reason)

@@ -124,7 +124,12 @@ def answer(model: str, messages: list, tools: list | None, max_tokens: int | Non
     if tools and not answered_tool:
         function = tools[0].get("function", {})
         properties = (function.get("parameters") or {}).get("properties") or {}
-        arguments = {key: question[:80] for key, spec in properties.items() if spec.get("type", "string") == "string"}
+        # Text for free-text arguments, the first choice for enumerated ones; optional ones keep their default.
+        arguments = {
+            key: spec["enum"][0] if spec.get("enum") else question[:80]
+            for key, spec in properties.items()
+            if "default" not in spec and (spec.get("enum") or spec.get("type", "string") == "string")
+        }
         return {
             "role": "assistant",
             "content": None,
