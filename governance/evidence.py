@@ -224,7 +224,12 @@ def _retention(session: Session, tenant: m.Tenant, period: Period) -> Section:
         }
         for run in runs
     ]
-    findings = [] if runs else ["no retention enforcement run is recorded for this tenant in the period"]
+    # Refused attempts stay listed (an auditor wants to see them) but only a successful run is enforcement.
+    findings = (
+        []
+        if any(run.outcome == "success" for run in runs)
+        else ["no successful retention enforcement run is recorded for this tenant in the period"]
+    )
     return Section("retention", rows, findings)
 
 

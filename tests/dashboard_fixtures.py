@@ -111,9 +111,9 @@ INSERT INTO marts.fct_audit_events VALUES
     (2, 'r2', '2025-01-02 10:00+00',
      'dana@acme.example', 'acme', false, 'agent.pause', 'agent', 'acme-qa-triage'),
     (3, 'r3', '2025-01-03 10:00+00',
-     'hank@globex.example', 'globex', false, 'approval.grant', 'approval', 'a-1'),
+     'hank@globex.example', 'globex', false, 'approval.approve', 'approval', 'a-1'),
     (4, 'r4', '2025-01-04 10:00+00',
-     'omar@acme.example', 'acme', false, 'approval.grant', 'approval', 'a-2');
+     'omar@acme.example', 'acme', false, 'approval.approve', 'approval', 'a-2');
 
 CREATE TABLE marts.fct_config_versions (
     config_version INTEGER, applied_at TIMESTAMPTZ, applied_by VARCHAR, summary VARCHAR, change_count INTEGER,

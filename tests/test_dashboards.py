@@ -282,11 +282,11 @@ def test_compliance_audit_search_policy_guardrails_and_retention(published: Path
 
     at.text_input(key="compliance_actor").input("ACME.example").run()
     assert list(at.dataframe[0].value["actor"]) == ["omar@acme.example", "dana@acme.example"]
-    at.multiselect(key="compliance_actions").select("approval.grant").run()
+    at.multiselect(key="compliance_actions").select("approval.approve").run()
     assert list(at.dataframe[0].value["seq"]) == [4]
 
     at.text_input(key="compliance_actor").input("").run()
-    at.multiselect(key="compliance_actions").unselect("approval.grant").run()
+    at.multiselect(key="compliance_actions").unselect("approval.approve").run()
     _select_tenant(at, "globex")
     assert list(at.dataframe[0].value["seq"]) == [3]
     frames = _frames(at)
@@ -488,6 +488,34 @@ def test_only_approvers_see_the_approval_controls(published: Path, ops_url: str)
     globex = _open("agents", GLOBEX_ADMIN)  # an approver, but of another tenant
     assert not any("approval_id" in f.columns for f in _frames(globex))
     assert not any(b.key.startswith(("approve_", "reject_")) for b in globex.button if b.key)
+
+
+def test_approval_decisions_are_audited_under_the_runtimes_names_allowed_or_denied(ops_url: str) -> None:
+    """Evidence and the compliance page search one pair of action names, whoever decided and however it ended:
+    the agent runtime's `approval.approve` / `approval.reject`, also for refusals written by the dashboards."""
+    from governance.permissions import PermissionDenied, Principal
+
+    approval_id = _pending_approval(ops_url)
+    engine = make_engine(ops_url)
+    for user, role, tenant, approve in (
+        (ACME_FINANCE, "finance", "acme", True),  # not an approver
+        (GLOBEX_ADMIN, "tenant_admin", "globex", False),  # an approver of another tenant
+    ):
+        with pytest.raises(PermissionDenied):
+            ops.decide(engine, Principal(user, role, tenant), "acme", approval_id, approve, "")
+    ops.decide(engine, Principal(ACME_OPERATOR, "agent_operator", "acme"), "acme", approval_id, True, "ok")
+    with transaction(session_factory(engine)) as session:
+        records = session.execute(
+            select(m.AuditRecord.actor, m.AuditRecord.action, m.AuditRecord.outcome)
+            .where(m.AuditRecord.target_id == approval_id)
+            .order_by(m.AuditRecord.seq)
+        ).all()
+    engine.dispose()
+    assert [tuple(r) for r in records] == [
+        (ACME_FINANCE, "approval.approve", "denied"),
+        (GLOBEX_ADMIN, "approval.reject", "denied"),
+        (ACME_OPERATOR, "approval.approve", "success"),
+    ]
 
 
 def test_an_operator_submits_a_task_and_it_is_audited(published: Path, ops_url: str) -> None:

@@ -176,12 +176,26 @@ def test_evidence_reports_the_runs_in_the_period(store: Engine, deployed) -> Non
     with transaction(session_factory(store)) as session:
         section = next(s for s in build_sections(session, "acme", period) if s.name == "retention")
     assert section.rows == [] and section.findings  # nothing enforced yet is itself a finding
+    with transaction(session_factory(store)) as session:  # a refused attempt is listed but enforces nothing
+        append_audit(
+            session,
+            actor="li@acme.example",
+            action="retention.apply",
+            target_type="tenant",
+            target_id="acme",
+            tenant_id="acme",
+            source="cli",
+            outcome="denied",
+        )
+    with transaction(session_factory(store)) as session:
+        section = next(s for s in build_sections(session, "acme", period) if s.name == "retention")
+    assert [row["outcome"] for row in section.rows] == ["denied"] and section.findings
     apply_retention(config, store, now=NOW)
     with transaction(session_factory(store)) as session:
         section = next(s for s in build_sections(session, "acme", period) if s.name == "retention")
-    assert len(section.rows) == 1 and section.findings == []
-    assert json.loads(section.rows[0]["counts"])["prompts_stripped"] == 1
-    assert section.rows[0]["retention_days"] == 400
+    assert [row["outcome"] for row in section.rows] == ["denied", "success"] and section.findings == []
+    assert json.loads(section.rows[1]["counts"])["prompts_stripped"] == 1
+    assert section.rows[1]["retention_days"] == 400
 
 
 def test_retention_command_checks_the_caller(tmp_path: Path, config_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -192,7 +206,7 @@ def test_retention_command_checks_the_caller(tmp_path: Path, config_dir: Path, m
     assert runner.invoke(app, ["apply", str(config_dir), "--actor", "root@platform.example"]).exit_code == 0
     monkeypatch.setenv("AGENTPROVISION_ACTOR", "dana@acme.example")  # tenant_admin: own tenant only
     refused = runner.invoke(app, ["retention", "apply"])
-    assert refused.exit_code == 1 and "may not privacy.erase on the platform" in refused.output
+    assert refused.exit_code == 1 and "may not retention.apply on the platform" in refused.output
     result = runner.invoke(app, ["retention", "apply", "--tenant", "acme"])
     assert result.exit_code == 0, result.output
     assert "acme" in result.output and "globex" not in result.output
