@@ -33,18 +33,37 @@ from typing import Any
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
 from agentprovision.settings import Settings, load_settings
-from agentprovision.sql_guard import MARTS_SCHEMA, TENANT_COLUMN, SqlRefused, UnsafeQuery, scope_select
+from agentprovision.sql_guard import MARTS_SCHEMA, TENANT_COLUMN, SqlRefused, SqlSyntaxError, UnsafeQuery, scope_select
 
-__all__ = ["MartQueryError", "MartReader", "Scope", "SqlRefused", "UnsafeQuery", "WarehouseUnavailable"]
+__all__ = [
+    "MartQueryError",
+    "MartQueryTimeout",
+    "MartReader",
+    "Scope",
+    "SqlRefused",
+    "SqlSyntaxError",
+    "UnsafeQuery",
+    "WarehouseUnavailable",
+]
 
 HOW_TO_BUILD = "run `make run` or `agentprovision demo --once` to build and publish it"
 OPEN_RETRY_SECONDS = 3.0  # how long a reader waits out a file swap before giving up
 PG_CATALOG_TTL_SECONDS = 60.0
 PG_STATEMENT_TIMEOUT_MS = 30_000
+STREAM_BATCH_ROWS = 1_024  # a capped DuckDB read pulls batches of this size until it has enough rows
+# Every reader connection to the published file uses this one configuration: DuckDB shares one database
+# instance per file in a process and refuses a second connection with a different one. Extensions are
+# neither installed nor loaded on demand, so nothing a query names can fetch code.
+_DUCKDB_CONFIG = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+}
 
 
 class WarehouseUnavailable(RuntimeError):
@@ -53,6 +72,10 @@ class WarehouseUnavailable(RuntimeError):
 
 class MartQueryError(ValueError):
     """A query or read request the marts cannot answer (unknown column, bad parameter); safe to show."""
+
+
+class MartQueryTimeout(MartQueryError):
+    """The query ran past the caller's `timeout_seconds` and was stopped in the database."""
 
 
 @dataclass(frozen=True)
@@ -98,9 +121,12 @@ _TRANSIENT_OPEN_ERRORS = ("lock", "no such file", "cannot open", "different conf
 class MartReader:
     """Scoped, read-only access to the marts of the configured warehouse."""
 
-    def __init__(self, settings: Settings | None = None):
+    def __init__(self, settings: Settings | None = None, *, duckdb_file: Path | None = None):
+        """`duckdb_file` reads that DuckDB warehouse file instead of the settings' published copy (and so the
+        DuckDB target): for a caller handed a specific warehouse, such as the agent tool's tests."""
         self.settings = settings or load_settings()
-        self.target = self.settings.warehouse_target
+        self.target = "duckdb" if duckdb_file is not None else self.settings.warehouse_target
+        self._duckdb_file = duckdb_file
         if self.target not in ("duckdb", "postgres"):
             raise WarehouseUnavailable(f"unknown warehouse target {self.target!r}")
 
@@ -119,7 +145,7 @@ class MartReader:
         if self.target != "duckdb":
             return None
         try:
-            return datetime.fromtimestamp(self.settings.published_duckdb_path.stat().st_mtime, tz=UTC)
+            return datetime.fromtimestamp(self._published_path().stat().st_mtime, tz=UTC)
         except FileNotFoundError:
             return None
 
@@ -201,22 +227,38 @@ class MartReader:
             query = query.limit(int(limit))
         return self.select(query.sql(dialect=self.dialect), scope, params)
 
-    def select(self, sql: str, scope: Scope, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
-        """Run one read-only SELECT over the marts, scoped. Raises UnsafeQuery for anything else.
+    def select(
+        self,
+        sql: str,
+        scope: Scope,
+        params: Mapping[str, Any] | None = None,
+        *,
+        limit: int | None = None,
+        timeout_seconds: float | None = None,
+    ) -> pl.DataFrame:
+        """Run one read-only SELECT over the marts, scoped. Raises UnsafeQuery for anything else
+        (SqlSyntaxError, a subclass, when the text is not a well-formed query at all).
 
         Parameters are written `$name` and bound by the database (DuckDB) or substituted as typed literals
         into the syntax tree (PostgreSQL); values are never formatted into SQL text.
+        `limit` returns at most that many rows, fetched incrementally so a huge result is never
+        materialised (ask for one more than you show to learn whether there were more). `timeout_seconds`
+        stops the query in the database after that long and raises MartQueryTimeout.
         """
+        if limit is not None and limit < 0:
+            raise MartQueryError("limit must not be negative")
+        if timeout_seconds is not None and not timeout_seconds > 0:
+            raise MartQueryError("timeout_seconds must be positive")
         catalog = self.marts()
         scoped = scope_select(sql, scope.tenant_id, catalog, dialect=self.dialect, allow_parameters=True)
         if self.target == "duckdb":
-            return self._duckdb_query(scoped, dict(params or {}))
-        return self._pg_query(scoped, dict(params or {}))
+            return self._duckdb_query(scoped, dict(params or {}), limit, timeout_seconds)
+        return self._pg_query(scoped, dict(params or {}), limit, timeout_seconds)
 
     # --- DuckDB ----------------------------------------------------------------------------------
 
     def _published_path(self) -> Path:
-        return self.settings.published_duckdb_path
+        return self._duckdb_file if self._duckdb_file is not None else self.settings.published_duckdb_path
 
     @contextmanager
     def _duckdb_connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -227,7 +269,7 @@ class MartReader:
             if not path.exists():
                 raise WarehouseUnavailable(f"no published warehouse at {path}; {HOW_TO_BUILD}")
             try:
-                con = duckdb.connect(str(path), read_only=True, config={"enable_external_access": False})
+                con = duckdb.connect(str(path), read_only=True, config=dict(_DUCKDB_CONFIG))
                 break
             except duckdb.Error as exc:
                 transient = any(marker in str(exc).lower() for marker in _TRANSIENT_OPEN_ERRORS)
@@ -269,10 +311,22 @@ class MartReader:
             _duckdb_catalogs[key] = catalog
         return catalog
 
-    def _duckdb_query(self, sql: str, params: dict[str, Any]) -> pl.DataFrame:
+    def _duckdb_query(
+        self, sql: str, params: dict[str, Any], limit: int | None, timeout_seconds: float | None
+    ) -> pl.DataFrame:
         with self._duckdb_connect() as con:
+            # The connection is this call's own, so interrupting it stops exactly this query.
+            timer = threading.Timer(timeout_seconds, con.interrupt) if timeout_seconds else None
+            if timer is not None:
+                timer.daemon = True
+                timer.start()
             try:
-                return con.sql(sql, params=params or None).pl()
+                relation = con.sql(sql, params=params or None)
+                if limit is None:
+                    return relation.pl()
+                return _first_rows(relation, limit)
+            except duckdb.InterruptException:
+                raise MartQueryTimeout(f"the query ran longer than {timeout_seconds:g}s and was stopped") from None
             except duckdb.CatalogException as exc:
                 raise WarehouseUnavailable(
                     f"the published warehouse lacks something the query reads ({_first_line(exc)}); {HOW_TO_BUILD}"
@@ -281,6 +335,11 @@ class MartReader:
                 raise MartQueryError(f"query failed: {_first_line(exc)}") from None
             except duckdb.PermissionException as exc:
                 raise UnsafeQuery(f"query refused by the warehouse: {_first_line(exc)}") from None
+            except duckdb.Error as exc:  # conversion, overflow, division by zero, error(): the query's own fault
+                raise MartQueryError(f"query failed: {_first_line(exc)}") from None
+            finally:
+                if timer is not None:
+                    timer.cancel()
 
     # --- PostgreSQL ------------------------------------------------------------------------------
 
@@ -325,7 +384,9 @@ class MartReader:
             _pg_catalogs[url] = (time.monotonic(), catalog)
         return catalog
 
-    def _pg_query(self, sql: str, params: dict[str, Any]) -> pl.DataFrame:
+    def _pg_query(
+        self, sql: str, params: dict[str, Any], limit: int | None, timeout_seconds: float | None
+    ) -> pl.DataFrame:
         import psycopg
 
         tree = sqlglot.parse_one(sql, read="postgres")
@@ -339,18 +400,56 @@ class MartReader:
         text = tree.sql(dialect="postgres")
         with self._pg_connect() as conn:
             try:
-                cursor = conn.execute(text)
+                if timeout_seconds is not None:
+                    # Local to this read-only transaction; replaces the connection's default for this query.
+                    timeout_ms = f"{max(1, int(timeout_seconds * 1000))}"
+                    conn.execute("SELECT set_config('statement_timeout', %s, true)", (timeout_ms,))
+                # A capped read uses a server-side cursor, so only the rows asked for leave the database.
+                cursor = conn.cursor(name="mart_select") if limit is not None else conn.cursor()
+                cursor.execute(text)
+                rows = cursor.fetchmany(limit) if limit is not None else cursor.fetchall()
+                names = [column.name for column in cursor.description or ()]
             except psycopg.errors.UndefinedTable as exc:
                 raise WarehouseUnavailable(f"the warehouse lacks a mart the query reads ({_first_line(exc)})") from None
             except psycopg.errors.InsufficientPrivilege as exc:
                 raise UnsafeQuery(f"query refused by the warehouse: {_first_line(exc)}") from None
+            except psycopg.errors.QueryCanceled:
+                raise MartQueryTimeout(f"the query ran longer than {timeout_seconds:g}s and was stopped") from None
             except psycopg.Error as exc:
                 raise MartQueryError(f"query failed: {_first_line(exc)}") from None
-            names = [column.name for column in cursor.description or ()]
-            rows = cursor.fetchall()
         if not rows:
             return pl.DataFrame({name: [] for name in names})
         return pl.DataFrame(rows, schema=names, orient="row", infer_schema_length=None)
+
+
+def _first_rows(relation: duckdb.DuckDBPyRelation, limit: int) -> pl.DataFrame:
+    """At most `limit` rows of a DuckDB result, pulled batch by batch so the rest is never computed."""
+    reader = relation.to_arrow_reader(min(max(limit, 1), STREAM_BATCH_ROWS))
+    batches = []
+    count = 0
+    while count < limit:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            break
+        batches.append(batch)
+        count += batch.num_rows
+    table = pa.Table.from_batches(batches, schema=reader.schema).slice(0, limit)
+    # DuckDB's own .pl() renames repeated column names (a, a_1); do the same, since polars needs unique ones.
+    return pl.from_arrow(table.rename_columns(_unique_names(table.column_names)))
+
+
+def _unique_names(names: Sequence[str]) -> list[str]:
+    seen: set[str] = set()
+    unique = []
+    for name in names:
+        candidate, suffix = name, 0
+        while candidate in seen:
+            suffix += 1
+            candidate = f"{name}_{suffix}"
+        seen.add(candidate)
+        unique.append(candidate)
+    return unique
 
 
 def _literal(value: Any) -> exp.Expr:

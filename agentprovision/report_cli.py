@@ -267,9 +267,8 @@ def import_invoices(
         target_id = f"{provider}/{file.name}"
         try:
             with transaction(factory) as session:
-                # Importing provider invoices is platform finance work: the same right as a platform-wide
-                # chargeback export (platform_admin, or finance/auditor roles held at platform level).
-                _authorized(session, actor, Action.CHARGEBACK_EXPORT, None)
+                # A provider invoice is billed to the platform: platform_admin or platform-level finance.
+                _authorized(session, actor, Action.INVOICE_IMPORT, None)
                 tenants = set(session.scalars(select(Tenant.tenant_id)))
                 invoice = reports.parse_invoice_csv(data, provider, tenants)
                 if not invoice.ok:

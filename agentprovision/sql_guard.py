@@ -128,6 +128,12 @@ class SqlRefused(ValueError):
     """The SQL is not a single read-only SELECT over known marts; the message says what to change."""
 
 
+class SqlSyntaxError(SqlRefused):
+    """The SQL is not a well-formed query at all (empty, too long, does not parse), rather than one the policy
+    forbids. A subclass so every existing `except SqlRefused` still catches it, while a caller that can
+    retry (an agent correcting its own query) can tell a typo from a refusal."""
+
+
 UnsafeQuery = SqlRefused  # the name agentprovision.marts exports
 
 
@@ -161,28 +167,31 @@ def scope_select(
 
 
 def parse_single_select(sql: str, dialect: str = "duckdb") -> exp.Query:
-    """Exactly one query statement, parsed; SqlRefused for anything else."""
+    """Exactly one query statement, parsed; SqlSyntaxError when it is not well-formed, SqlRefused otherwise."""
     if not isinstance(sql, str) or not sql.strip():
-        raise SqlRefused("the SQL is empty; write one SELECT statement")
+        raise SqlSyntaxError("the SQL is empty; write one SELECT statement")
     if len(sql) > MAX_SQL_CHARS:
-        raise SqlRefused(f"the SQL is {len(sql)} characters long; keep it under {MAX_SQL_CHARS}")
+        raise SqlSyntaxError(f"the SQL is {len(sql)} characters long; keep it under {MAX_SQL_CHARS}")
     if "\x00" in sql:
-        raise SqlRefused("the SQL contains a NUL character")
+        raise SqlSyntaxError("the SQL contains a NUL character")
     # sqlglot logs a warning when it falls back to an opaque Command; the refusal below says it better.
     logger = logging.getLogger("sqlglot")
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
-        statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
+        parsed = sqlglot.parse(sql, read=dialect)
     except (ParseError, TokenError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise SqlRefused(f"the SQL does not parse: {first}") from None
+        raise SqlSyntaxError(f"the SQL does not parse: {first}") from None
     except RecursionError:
-        raise SqlRefused("the SQL is nested too deeply") from None
+        raise SqlSyntaxError("the SQL is nested too deeply") from None
     finally:
         logger.setLevel(level)
+    # sqlglot keeps a comment after the last `;` as a Semicolon node of its own; it is not a statement, so
+    # `SELECT 1; -- note` is one query. Empty statements (`;;`) parse as None and are not statements either.
+    statements = [s for s in parsed if s is not None and not isinstance(s, exp.Semicolon)]
     if not statements:
-        raise SqlRefused("the SQL holds no statement; write one SELECT statement")
+        raise SqlSyntaxError("the SQL holds no statement; write one SELECT statement")
     if len(statements) > 1:
         raise SqlRefused(f"the SQL holds {len(statements)} statements; send exactly one SELECT")
     tree = statements[0]
@@ -201,7 +210,7 @@ def _known_marts(marts: Mapping[str, Iterable[str]] | Iterable[str]) -> dict[str
 def _check_nodes(tree: exp.Expression, allow_parameters: bool) -> None:
     for count, node in enumerate(tree.walk(), start=1):
         if count > MAX_NODES:
-            raise SqlRefused(f"the query is too large (over {MAX_NODES} syntax nodes)")
+            raise SqlSyntaxError(f"the query is too large (over {MAX_NODES} syntax nodes); simplify it")
         if isinstance(node, _FORBIDDEN_NODES):
             name = type(node).__name__
             raise SqlRefused(f"{_NODE_WORDS.get(name, name.upper())} is not allowed; only read-only SELECT queries")

@@ -11,10 +11,9 @@ Two kinds of raw table:
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,13 +22,15 @@ from typing import Any
 import duckdb
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from sqlalchemy import Engine, or_, select
+from pyarrow import csv as pa_csv
+from sqlalchemy import Engine, LargeBinary, Select, Text, cast, or_, select
 
 from agentprovision.settings import Settings
 from agentprovision.store import models as m
-from agentprovision.watermarks import advance
+from agentprovision.watermarks import MAX_TRACKED_GAP, advance
 
 RAW_SCHEMA = "raw"
 
@@ -253,26 +254,6 @@ def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}.{INVOICE_TABLE} ({ddl})")
 
 
-def _rows(ops: Engine, table: RawTable, after_seq: int | None, gaps: Iterable[int] = ()) -> list[dict[str, Any]]:
-    columns = [getattr(table.model, name) for name in table.columns]
-    query = select(*columns)
-    if after_seq is not None:
-        wanted = table.model.seq > after_seq
-        if gaps:
-            wanted = or_(wanted, table.model.seq.in_(sorted(gaps)))
-        query = query.where(wanted).order_by(table.model.seq)
-    with ops.connect() as connection:
-        rows = [dict(row._mapping) for row in connection.execute(query)]
-    for row in rows:
-        for name in table.json_columns:
-            row[name] = json.dumps(row[name], sort_keys=True, default=str)
-        for name, kind in table.columns.items():
-            value = row[name]
-            if kind == "TIMESTAMPTZ" and isinstance(value, datetime) and value.tzinfo is None:
-                row[name] = value.replace(tzinfo=UTC)  # SQLite drops the zone; the store writes UTC
-    return rows
-
-
 ARROW_TYPES = {
     "VARCHAR": pa.string(),
     "INTEGER": pa.int32(),
@@ -283,16 +264,101 @@ ARROW_TYPES = {
     "DECIMAL(18,8)": pa.decimal128(18, 8),
 }
 
+# Rows per Arrow batch: a load of any size holds at most this many rows in memory at a time.
+LOAD_BATCH_ROWS = 50_000
+
+WriteBatch = Callable[[pa.Table], None]  # appends one batch to its raw table inside the load's transaction
+
 
 def arrow_schema(table: RawTable) -> pa.Schema:
     """The Arrow layout of a raw table, `_loaded_at` included (what `SELECT * FROM batch` inserts)."""
     return pa.schema([(name, ARROW_TYPES[kind]) for name, kind in _table_columns(table).items()])
 
 
-def _arrow(table: RawTable, rows: list[dict[str, Any]], loaded_at: datetime) -> pa.Table:
-    data = {name: [row[name] for row in rows] for name in table.columns}
-    data["_loaded_at"] = [loaded_at] * len(rows)
-    return pa.Table.from_pydict(data, schema=arrow_schema(table))
+def _query(table: RawTable, after_seq: int | None, gaps: Iterable[int] = (), *, sqlite: bool = False) -> Select:
+    def column(name: str) -> Any:
+        model_column = getattr(table.model, name)
+        if sqlite and table.columns[name] not in ("INTEGER", "BIGINT"):
+            # SQLite stores these as text. Fetched as bytes they skip the driver's decoding and SQLAlchemy's
+            # per-row parsing; Arrow turns them into strings, timestamps and decimals in C (see _sqlite_batches).
+            return cast(model_column, LargeBinary).label(name)
+        if name in table.json_columns:
+            # Read as the text the store holds: parsing every payload only to serialise it again cost most
+            # of a load. The CAST matters on PostgreSQL, where the driver would parse jsonb.
+            return cast(model_column, Text).label(name)
+        return model_column
+
+    query = select(*(column(name) for name in table.columns))
+    if after_seq is not None:
+        wanted = table.model.seq > after_seq
+        if gaps:
+            wanted = or_(wanted, table.model.seq.in_(sorted(gaps)))
+        query = query.where(wanted).order_by(table.model.seq)
+    return query
+
+
+def _batches(
+    ops: Engine, table: RawTable, loaded_at: datetime, after_seq: int | None = None, gaps: Iterable[int] = ()
+) -> Iterator[pa.Table]:
+    """The rows of `table` (past `after_seq` or in `gaps`, for a stream) as Arrow tables of LOAD_BATCH_ROWS rows.
+
+    Arrow arrays are built column by column from the cursor's rows, with the raw table's types given explicitly.
+    """
+    schema = arrow_schema(table)
+    loaded = pa.repeat(pa.scalar(loaded_at, type=ARROW_TYPES["TIMESTAMPTZ"]), LOAD_BATCH_ROWS)
+    if ops.dialect.name == "sqlite":
+        chunks = _sqlite_batches(ops, table, after_seq, gaps)
+    else:
+        chunks = _typed_batches(ops, table, after_seq, gaps)
+    for arrays in chunks:
+        yield pa.Table.from_arrays([*arrays, loaded.slice(0, len(arrays[0]))], schema=schema)
+
+
+def _typed_batches(
+    ops: Engine, table: RawTable, after_seq: int | None, gaps: Iterable[int]
+) -> Iterator[list[pa.Array]]:
+    """Through SQLAlchemy (PostgreSQL): the driver's typed values, streamed from a server-side cursor."""
+    types = [ARROW_TYPES[kind] for kind in table.columns.values()]
+    with ops.connect() as connection:
+        result = connection.execution_options(yield_per=LOAD_BATCH_ROWS).execute(_query(table, after_seq, gaps))
+        for rows in result.partitions():
+            yield [pa.array(values, type=kind) for values, kind in zip(zip(*rows, strict=True), types, strict=True)]
+
+
+def _sqlite_batches(
+    ops: Engine, table: RawTable, after_seq: int | None, gaps: Iterable[int]
+) -> Iterator[list[pa.Array]]:
+    """From SQLite's own cursor: SQLAlchemy's row objects cost more than the rest of the load together.
+
+    Non-integer columns arrive as the bytes SQLite stores (timestamps are SQLAlchemy's naive UTC text).
+    Arrow takes the row tuples as one struct array, so turning rows into columns happens in C too.
+    """
+    fetched = pa.struct(
+        [
+            (name, ARROW_TYPES[kind] if kind in ("INTEGER", "BIGINT") else pa.binary())
+            for name, kind in table.columns.items()
+        ]
+    )
+    # literal_binds: the only parameters are seq numbers (ints), so the statement is safe to inline.
+    statement = str(_query(table, after_seq, gaps, sqlite=True).compile(ops, compile_kwargs={"literal_binds": True}))
+    with ops.connect() as connection:
+        cursor = connection.connection.driver_connection.cursor()
+        try:
+            cursor.execute(statement)
+            while rows := cursor.fetchmany(LOAD_BATCH_ROWS):
+                columns = pa.array(rows, type=fetched).flatten()
+                yield [_from_sqlite(column, kind) for column, kind in zip(columns, table.columns.values(), strict=True)]
+        finally:
+            cursor.close()
+
+
+def _from_sqlite(column: pa.Array, kind: str) -> pa.Array:
+    if kind in ("INTEGER", "BIGINT"):
+        return column
+    text = column.cast(pa.string())  # validates UTF-8
+    if kind == "TIMESTAMPTZ":
+        return text.cast(pa.timestamp("us")).cast(ARROW_TYPES[kind])  # the store writes UTC
+    return text.cast(ARROW_TYPES[kind])
 
 
 @dataclass
@@ -311,12 +377,11 @@ GAPS_DDL = (
 )
 
 
-def _read_stream(
-    con: Any, mark: str, ops: Engine, table: RawTable, now: datetime
-) -> tuple[list[dict[str, Any]], LoadReport]:
-    """Rows of a streamed table past its watermark or in its open gaps; saves the new watermark and gaps.
+def _read_stream(con: Any, mark: str, ops: Engine, table: RawTable, now: datetime, write: WriteBatch) -> LoadReport:
+    """Write a streamed table's rows past its watermark or in its open gaps; saves the new watermark and gaps.
 
-    `con` is a DuckDB or psycopg connection inside the load's transaction; `mark` its parameter marker.
+    `con` is a DuckDB or psycopg connection inside the load's transaction; `mark` its parameter marker;
+    `write` appends one Arrow batch to the raw table in that same transaction.
     """
     found = con.execute(f"SELECT last_seq FROM {RAW_SCHEMA}._watermarks WHERE stream = {mark}", [table.name]).fetchone()
     watermark = found[0] if found else 0
@@ -326,8 +391,18 @@ def _read_stream(
             f"SELECT seq, noticed_at FROM {RAW_SCHEMA}._watermark_gaps WHERE stream = {mark}", [table.name]
         ).fetchall()
     }
-    rows = _rows(ops, table, watermark, gaps)
-    step = advance(watermark, (row["seq"] for row in rows), gaps, now)
+    # advance() only looks at the newest seq, at the open gaps read, and at every seq up to
+    # watermark + MAX_TRACKED_GAP + 1 (beyond that it does not track gaps): keeping just those gives
+    # the same result as passing every seq read, in bounded memory however big the load.
+    bound = watermark + MAX_TRACKED_GAP + 1
+    newest, kept, rows = watermark, [], 0
+    for batch in _batches(ops, table, now, watermark, gaps):
+        write(batch)
+        seqs = batch.column("seq")
+        newest = max(newest, pc.max(seqs).as_py())
+        kept.extend(pc.filter(seqs, pc.less_equal(seqs, bound)).to_pylist())
+        rows += batch.num_rows
+    step = advance(watermark, [*kept, newest], gaps, now)
     con.execute(
         f"INSERT INTO {RAW_SCHEMA}._watermarks VALUES ({mark}, {mark})"
         " ON CONFLICT (stream) DO UPDATE SET last_seq = excluded.last_seq",
@@ -338,7 +413,21 @@ def _read_stream(
         con.execute(
             f"INSERT INTO {RAW_SCHEMA}._watermark_gaps VALUES ({mark}, {mark}, {mark})", [table.name, seq, noticed]
         )
-    return rows, LoadReport(table.name, len(rows), step.watermark, len(step.gaps), len(step.filled))
+    return LoadReport(table.name, rows, step.watermark, len(step.gaps), len(step.filled))
+
+
+def _load_table(
+    con: Any, mark: str, ops: Engine, table: RawTable, loaded_at: datetime, write: WriteBatch
+) -> LoadReport:
+    """Load one raw table batch by batch: a stream past its watermark, a snapshot table replaced whole."""
+    if table.streamed:
+        return _read_stream(con, mark, ops, table, loaded_at, write)
+    con.execute(f"DELETE FROM {RAW_SCHEMA}.{table.name}")
+    rows = 0
+    for batch in _batches(ops, table, loaded_at):
+        write(batch)
+        rows += batch.num_rows
+    return LoadReport(table.name, rows)
 
 
 def is_postgres_url(destination: Path | str) -> bool:
@@ -369,17 +458,15 @@ def _load_duckdb(ops: Engine, duckdb_path: Path) -> list[LoadReport]:
         con.execute("BEGIN TRANSACTION")
         try:
             for table in RAW_TABLES:
-                target = f"{RAW_SCHEMA}.{table.name}"
-                if table.streamed:
-                    rows, report = _read_stream(con, "?", ops, table, loaded_at)
-                    reports.append(report)
-                else:
-                    rows = _rows(ops, table, None)
-                    con.execute(f"DELETE FROM {target}")
-                    reports.append(LoadReport(table.name, len(rows)))
-                if rows:
-                    batch = _arrow(table, rows, loaded_at)  # noqa: F841 - read by name in the SQL below
-                    con.execute(f"INSERT INTO {target} SELECT * FROM batch")
+
+                def write(batch: pa.Table, target: str = f"{RAW_SCHEMA}.{table.name}") -> None:
+                    con.register("_load_batch", batch)
+                    try:
+                        con.execute(f"INSERT INTO {target} SELECT * FROM _load_batch")
+                    finally:
+                        con.unregister("_load_batch")
+
+                reports.append(_load_table(con, "?", ops, table, loaded_at, write))
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -443,11 +530,14 @@ def ensure_postgres_schema(conn: Any) -> None:
         conn.execute(f"CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}.{name} ({ddl})")
 
 
-def _copy_rows(conn: Any, table: RawTable, rows: list[dict[str, Any]], loaded_at: datetime) -> None:
-    columns = list(_table_columns(table))
-    with conn.cursor().copy(f"COPY {RAW_SCHEMA}.{table.name} ({', '.join(columns)}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row([*(row[name] for name in table.columns), loaded_at])
+def _copy_batch(conn: Any, table: RawTable, batch: pa.Table) -> None:
+    # CSV written by Arrow in C rather than row by row from Python: strings are always quoted and NULLs
+    # left empty and unquoted, which is exactly how PostgreSQL's CSV COPY tells '' from NULL.
+    columns = ", ".join(_table_columns(table))
+    buffer = pa.BufferOutputStream()
+    pa_csv.write_csv(batch, buffer, write_options=pa_csv.WriteOptions(include_header=False))
+    with conn.cursor().copy(f"COPY {RAW_SCHEMA}.{table.name} ({columns}) FROM STDIN (FORMAT csv)") as copy:
+        copy.write(buffer.getvalue().to_pybytes())
 
 
 def _load_postgres(ops: Engine, url: str) -> list[LoadReport]:
@@ -460,15 +550,11 @@ def _load_postgres(ops: Engine, url: str) -> list[LoadReport]:
         # A second loader waits here rather than reading the same watermark and duplicating rows.
         conn.execute(f"LOCK TABLE {RAW_SCHEMA}._watermarks IN EXCLUSIVE MODE")
         for table in RAW_TABLES:
-            if table.streamed:
-                rows, report = _read_stream(conn, "%s", ops, table, loaded_at)
-                reports.append(report)
-            else:
-                rows = _rows(ops, table, None)
-                conn.execute(f"DELETE FROM {RAW_SCHEMA}.{table.name}")
-                reports.append(LoadReport(table.name, len(rows)))
-            if rows:
-                _copy_rows(conn, table, rows, loaded_at)
+
+            def write(batch: pa.Table, table: RawTable = table) -> None:
+                _copy_batch(conn, table, batch)
+
+            reports.append(_load_table(conn, "%s", ops, table, loaded_at, write))
     return reports
 
 

@@ -2,14 +2,16 @@
 
 from collections import Counter
 from decimal import Decimal
+from functools import lru_cache
 
 import dagster as dg
 from pydantic import Field
+from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import OperationalError
 
-from agentprovision.apply import current_version
 from agentprovision.config.schema import AdminConfig
 from agentprovision.store.db import session_factory, transaction
+from agentprovision.store.models import ConfigVersion
 from agents.runtime import execute_tasks_sync
 from orchestration.partitions import tenant_partitions
 from orchestration.resources import OpsStoreResource
@@ -19,6 +21,21 @@ from orchestration.resources import OpsStoreResource
 # Anything else (a task's own failure) is recorded on the task by the runtime and does not fail
 # the run; a bad config fails it without retries.
 STORE_RETRY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+
+
+def applied_config(engine: Engine) -> tuple[int, AdminConfig] | None:
+    """The newest applied config version and its content, validated once per version and process."""
+    with transaction(session_factory(engine)) as session:
+        version = session.scalar(select(func.max(ConfigVersion.version)))
+    return None if version is None else (version, _validated(engine, version))
+
+
+@lru_cache(maxsize=4)
+def _validated(engine: Engine, version: int) -> AdminConfig:
+    # Versions are immutable, so a process running many tenant runs (in-process execution, the demo)
+    # validates a large config once rather than once per run.
+    with transaction(session_factory(engine)) as session:
+        return AdminConfig.model_validate(session.get(ConfigVersion, version).content)
 
 
 class AgentWorkConfig(dg.Config):
@@ -42,13 +59,12 @@ def agent_work(
     tenant_id = context.partition_key
     engine = ops_store.engine
     try:
-        with transaction(session_factory(engine)) as session:
-            version = current_version(session)
-        if version is None:
+        applied = applied_config(engine)
+        if applied is None:
             raise dg.Failure(
                 "no admin config has been applied yet; run `agentprovision apply config/`", allow_retries=False
             )
-        admin_config = AdminConfig.model_validate(version.content)
+        version, admin_config = applied
         outcomes = execute_tasks_sync(
             admin_config,
             engine,
@@ -72,6 +88,6 @@ def agent_work(
             "tasks": len(outcomes),
             **{f"tasks_{status}": count for status, count in sorted(statuses.items())},
             "cost_usd": float(cost),
-            "config_version": version.version,
+            "config_version": version,
         }
     )

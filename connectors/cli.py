@@ -2,6 +2,10 @@
 
 Every expected failure prints one line naming the integration (or delivery) and what to fix, and
 exits 1; nothing here lets a traceback reach an admin.
+
+Commands that reach a service or change state (check, sync, webhook replay) hold the caller to the
+permission matrix through `governance.access.check_cli`, the same rules as every administrative
+command (configured users by role, bootstrap, the infrastructure operator); refusals are audited.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from connectors.errors import ConnectorError
 from connectors.registry import connector_class, connector_kinds
 from connectors.scaffold import scaffold
 from connectors.sync import SyncOptions, history, run_sync, sync_all
+from governance.access import check_cli
+from governance.permissions import Action, PermissionDenied
 
 EXIT_FAILED = 1
 
@@ -71,6 +77,17 @@ def _vault(engine: Engine, settings: Settings) -> Vault | None:
         return None
 
 
+def _permitted(engine: Engine, actor: str, action: Action, tenant_id: str | None) -> None:
+    """The caller may do `action` on the tenant (None: every tenant, a platform action), or exit 1.
+
+    A refusal is already recorded as a denied audit record by check_cli when this exits."""
+    try:
+        check_cli(session_factory(engine), actor, action, tenant_id)
+    except PermissionDenied as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
+
+
 def _resolver(engine: Engine, settings: Settings) -> SecretResolver:
     return SecretResolver(_vault(engine, settings), actor=current_actor())
 
@@ -112,6 +129,7 @@ def check_command(
     """Validate an applied integration's settings and credential and reach its service (audited)."""
     settings = _settings()
     engine = _engine(settings)
+    _permitted(engine, current_actor(), Action.INTEGRATION_MANAGE, tenant)
     streams = check_integration(
         engine,
         tenant,
@@ -133,13 +151,15 @@ def sync_command(
     ] = False,
 ) -> None:
     """Run one incremental sync of one integration, a tenant's, or all; exit 1 if any failed."""
+    if integration is not None and tenant is None:
+        raise ConnectorError("name the tenant too: `agentprovision connectors sync TENANT INTEGRATION`")
     settings = _settings()
     engine = _engine(settings)
+    # Syncing every tenant is a platform action; a tenant's own integrations need the right in that tenant.
+    _permitted(engine, current_actor(), Action.INTEGRATION_MANAGE, tenant)
     resolver = _resolver(engine, settings)
     options = _options(settings)
     if integration is not None:
-        if tenant is None:
-            raise ConnectorError("name the tenant too: `agentprovision connectors sync TENANT INTEGRATION`")
         try:
             outcomes = [
                 (tenant, integration, run_sync(engine, tenant, integration, resolver=resolver, options=options))
@@ -227,6 +247,14 @@ def webhooks_list(
         )
 
 
+def _delivery_owner(engine: Engine, delivery_id: str) -> str | None:
+    """The tenant a delivery belongs to; None for a platform delivery, and for an unknown id, so that only a
+    platform-wide caller learns that an id does not exist."""
+    with transaction(session_factory(engine)) as session:
+        delivery = session.get(WebhookDelivery, delivery_id)
+        return delivery.tenant_id if delivery is not None else None
+
+
 @webhooks_app.command("replay")
 @expected_failures
 def webhooks_replay(
@@ -236,9 +264,9 @@ def webhooks_replay(
     """Deliver a dead letter again, as a new delivery linked to it; audited."""
     settings = _settings()
     engine = _engine(settings)
-    delivery = webhooks.replay(
-        engine, delivery_id, actor=actor or current_actor(), resolver=_resolver(engine, settings)
-    )
+    actor = actor or current_actor()
+    _permitted(engine, actor, Action.WEBHOOK_REPLAY, _delivery_owner(engine, delivery_id))
+    delivery = webhooks.replay(engine, delivery_id, actor=actor, resolver=_resolver(engine, settings))
     if delivery.status == "delivered":
         typer.echo(f"replayed {delivery_id} as {delivery.delivery_id}: delivered")
         return

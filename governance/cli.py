@@ -256,9 +256,8 @@ def retention_apply(
     actor = current_actor()
     try:
         with transaction(factory) as session:
-            # Pruning personal data by policy is erasure by another name (GDPR Art. 5(1)(e), 17): the same
-            # permission; for every tenant at once only a platform admin holds it.
-            require(principal_for(session, actor), Action.PRIVACY_ERASE, tenant)
+            # A tenant admin may enforce the tenant's own policy; every tenant at once needs platform_admin.
+            require(principal_for(session, actor), Action.RETENTION_APPLY, tenant)
     except PermissionDenied as exc:
         _denied(factory, actor, "retention.apply", tenant if tenant and _tenant_exists(factory, tenant) else None, exc)
     try:

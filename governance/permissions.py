@@ -30,6 +30,7 @@ class Action(StrEnum):
     COST_VIEW = "cost.view"
     BUDGET_MANAGE = "budget.manage"
     CHARGEBACK_EXPORT = "chargeback.export"
+    INVOICE_IMPORT = "invoice.import"
     AUDIT_VIEW = "audit.view"
     AUDIT_VERIFY = "audit.verify"
     EVIDENCE_EXPORT = "evidence.export"
@@ -38,6 +39,7 @@ class Action(StrEnum):
     SECRET_MANAGE = "secret.manage"  # noqa: S105 - an action name, not a secret
     WEBHOOK_REPLAY = "webhook.replay"
     PRIVACY_ERASE = "privacy.erase"
+    RETENTION_APPLY = "retention.apply"
     KEY_ROTATE = "key.rotate"
 
 
@@ -69,6 +71,7 @@ MATRIX: dict[str, frozenset[Action]] = {
             A.SECRET_MANAGE,
             A.WEBHOOK_REPLAY,
             A.PRIVACY_ERASE,
+            A.RETENTION_APPLY,
         }
     ),
     "agent_operator": frozenset(
@@ -76,8 +79,9 @@ MATRIX: dict[str, frozenset[Action]] = {
     ),
     # Analysts see what agents did, including prompts and outputs, but not money.
     "analyst": frozenset(_READ_FLEET | {A.PROMPT_VIEW}),
-    # Finance sees costs and budgets but never prompts or outputs.
-    "finance": frozenset(_READ_FLEET | {A.COST_VIEW, A.CHARGEBACK_EXPORT}),
+    # Finance sees costs and budgets but never prompts or outputs. Importing a provider invoice is in the
+    # role, but PLATFORM_ONLY keeps it to platform-level finance.
+    "finance": frozenset(_READ_FLEET | {A.COST_VIEW, A.CHARGEBACK_EXPORT, A.INVOICE_IMPORT}),
     # Auditors read everything needed for evidence and change nothing.
     "auditor": frozenset(
         _READ_FLEET
@@ -108,6 +112,13 @@ PLATFORM_WIDE_READS = {
     A.EVIDENCE_EXPORT,
     A.INTEGRATION_VIEW,
 }
+
+# Actions on the platform's own books, never a tenant's: a provider invoice is billed to the platform, so
+# only platform-level principals (platform_admin, platform finance) may import one, whatever the role table
+# says for the tenant-level holder of the same role.
+PLATFORM_ONLY = {A.INVOICE_IMPORT}
+# Platform-level roles other than platform_admin may do these with no tenant named (the whole platform).
+PLATFORM_WIDE_ACTIONS = PLATFORM_WIDE_READS | PLATFORM_ONLY
 
 # Grants: a role can be granted only by someone ranked strictly above it.
 RANK = {"platform_admin": 3, "tenant_admin": 2, "agent_operator": 1, "analyst": 1, "finance": 1, "auditor": 1}
@@ -147,9 +158,11 @@ def authorize(principal: Principal, action: Action, tenant_id: str | None) -> De
     if action not in MATRIX[principal.role]:
         return Decision(False, f"role {principal.role} does not allow {action}")
     if principal.is_platform:
-        if tenant_id is None and principal.role != "platform_admin" and action not in PLATFORM_WIDE_READS:
+        if tenant_id is None and principal.role != "platform_admin" and action not in PLATFORM_WIDE_ACTIONS:
             return Decision(False, f"{action} on the whole platform needs platform_admin")
         return Decision(True, f"{principal.role} acts across tenants")
+    if action in PLATFORM_ONLY:
+        return Decision(False, f"{action} is a platform action; {principal.role} of a tenant cannot do it")
     if tenant_id is None:
         return Decision(False, f"{principal.role} of tenant {principal.tenant_id} cannot act platform-wide")
     if tenant_id != principal.tenant_id:

@@ -227,6 +227,23 @@ def test_warehouse_query_refusals_are_policy_errors_and_engine_errors_are_tool_e
     assert failed.value.error_class == "tool" and "no_such_column" in failed.value.message
 
 
+def test_warehouse_query_on_duckdb_reads_through_the_mart_reader(warehouse_ctx: ToolContext) -> None:
+    """The shared reader's rules hold for the tool: a platform-wide mart is named as such, a trailing comment
+    after the final `;` is fine, and SQL that does not parse is a mistake to fix (tool), not a refusal."""
+    tool = load_tools()["warehouse_query"]
+    with pytest.raises(ToolError) as platform_wide:
+        tool.run(warehouse_ctx, {"sql": "SELECT * FROM marts.dim_models"})
+    assert platform_wide.value.error_class == "policy" and "platform-wide" in platform_wide.value.message
+    done = tool.run(warehouse_ctx, {"sql": "SELECT count(*) AS n FROM fct_llm_calls; -- that is all"})
+    assert done.data["rows"] == [[12]]
+    with pytest.raises(ToolError) as typo:
+        tool.run(warehouse_ctx, {"sql": "SELECT count(* FROM fct_llm_calls"})
+    assert typo.value.error_class == "tool" and "does not parse" in typo.value.message
+    with pytest.raises(ToolError) as failed:
+        tool.run(warehouse_ctx, {"sql": "SELECT CAST(call_id AS INTEGER) FROM fct_llm_calls"})
+    assert failed.value.error_class == "tool" and "query failed" in failed.value.message
+
+
 def test_warehouse_query_stops_a_runaway_query(warehouse_ctx: ToolContext) -> None:
     from agents.tools.warehouse import run_query
 
@@ -243,7 +260,7 @@ def test_warehouse_query_without_a_published_warehouse_says_what_to_run(
     tmp_path: Path, store: Engine, admin_config: Any
 ) -> None:
     ctx = context("acme", store, make_settings(tmp_path), admin_config)
-    with pytest.raises(ToolError, match="has not been published yet"):
+    with pytest.raises(ToolError, match="no published warehouse at .*make run"):
         load_tools()["warehouse_query"].run(ctx, {"sql": "SELECT 1"})
 
 

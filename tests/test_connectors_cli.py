@@ -9,6 +9,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from agentprovision.cli import app
+from agentprovision.store import connector_models as cm
 from agentprovision.store import models as m
 from agentprovision.store.db import make_engine
 
@@ -67,6 +68,41 @@ def test_remote_integration_without_its_secret_fails_clearly(applied: Path) -> N
     assert ok.exit_code == 0 and "acme/acme-incidents: ok (streams: incidents)" in ok.output
     unknown = invoke("connectors", "sync", "acme", "acme-nothing")
     assert unknown.exit_code == 1 and "tenant 'acme' has no active integration 'acme-nothing'" in unknown.output
+
+
+def test_sync_and_check_need_integration_manage_and_refusals_are_audited(
+    applied: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    attempts = [
+        ("fiona@acme.example", ["connectors", "sync", "acme", "--local-only"], "role finance does not allow"),
+        ("fiona@acme.example", ["connectors", "check", "acme", "acme-incidents"], "role finance does not allow"),
+        ("dana@acme.example", ["connectors", "sync", "globex", "--local-only"], "not globex"),
+        ("dana@acme.example", ["connectors", "sync", "--local-only"], "may not integration.manage on the platform"),
+        ("dana@acme.example", ["connectors", "check", "globex", "globex-positions"], "not globex"),
+    ]
+    for actor, args, reason in attempts:
+        monkeypatch.setenv("AGENTPROVISION_ACTOR", actor)
+        refused = invoke(*args)
+        assert refused.exit_code == 1 and "may not integration.manage" in refused.output, (args, refused.output)
+        assert reason in refused.output and "Traceback" not in refused.output
+    engine = make_engine(f"sqlite:///{applied / 'ops.db'}")
+    with engine.connect() as connection:
+        denied = connection.execute(
+            select(m.AuditRecord.actor, m.AuditRecord.tenant_id).where(
+                m.AuditRecord.action == "integration.manage", m.AuditRecord.outcome == "denied"
+            )
+        ).all()
+        synced = connection.execute(select(cm.SyncRun.sync_id)).all()
+    assert sorted(map(tuple, denied), key=repr) == sorted(
+        [("fiona@acme.example", "acme")] * 2 + [("dana@acme.example", "globex")] * 2 + [("dana@acme.example", None)],
+        key=repr,
+    )
+    assert synced == []  # a refused sync reads nothing
+    # The tenant's own admin may sync and check the tenant's integrations.
+    monkeypatch.setenv("AGENTPROVISION_ACTOR", "dana@acme.example")
+    own = invoke("connectors", "sync", "acme", "--local-only")
+    assert own.exit_code == 0 and "acme/acme-incidents: succeeded" in own.output and "globex" not in own.output
+    assert invoke("connectors", "check", "acme", "acme-incidents").exit_code == 0
 
 
 def test_scaffold_and_list_commands(tmp_path: Path) -> None:

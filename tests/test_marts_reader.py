@@ -20,7 +20,15 @@ import duckdb
 import psycopg
 import pytest
 
-from agentprovision.marts import MartQueryError, MartReader, Scope, UnsafeQuery, WarehouseUnavailable
+from agentprovision.marts import (
+    MartQueryError,
+    MartQueryTimeout,
+    MartReader,
+    Scope,
+    SqlSyntaxError,
+    UnsafeQuery,
+    WarehouseUnavailable,
+)
 from agentprovision.settings import load_settings
 from agentprovision.warehouse import publish
 
@@ -133,6 +141,42 @@ def test_select_scopes_every_mart_reference(reader: MartReader) -> None:
     assert union["tenant_id"].to_list() == ["acme"]
     sub = reader.select("SELECT (SELECT max(cost_usd) FROM fct_llm_calls) AS top", acme)
     assert sub["top"][0] == Decimal("1.25")
+
+
+def test_select_limit_returns_at_most_that_many_rows_in_order(reader: MartReader) -> None:
+    acme = Scope.tenant("acme")
+    top = reader.select("SELECT call_id, cost_usd FROM fct_llm_calls ORDER BY call_id DESC", Scope.platform(), limit=2)
+    assert top.rows() == [("c4", Decimal("9.00")), ("c3", Decimal("7.00"))]
+    assert reader.select("SELECT call_id FROM fct_llm_calls", acme, limit=10)["call_id"].sort().to_list() == [
+        "c1",
+        "c2",
+    ]
+    empty = reader.select("SELECT call_id FROM fct_llm_calls", acme, limit=0)
+    assert empty.height == 0 and empty.columns == ["call_id"]
+    # A result far too large to materialise comes back capped, quickly; repeated names stay distinct.
+    huge = reader.select("SELECT r.range AS n, r.range AS n FROM range(1000000000000) r", acme, limit=3)
+    assert huge.rows() == [(0, 0), (1, 1), (2, 2)] and huge.columns == ["n", "n_1"]
+    with pytest.raises(MartQueryError, match="negative"):
+        reader.select("SELECT 1", acme, limit=-1)
+
+
+def test_select_timeout_stops_the_query_in_the_database(reader: MartReader) -> None:
+    started = time.monotonic()
+    with pytest.raises(MartQueryTimeout, match="longer than 0.3s"):
+        reader.select(
+            "SELECT count(*) FROM range(1000000000) a, range(1000000) b", Scope.tenant("acme"), timeout_seconds=0.3
+        )
+    assert time.monotonic() - started < 10
+    # The reader is unharmed and a fast query under a timeout is answered normally.
+    fast = reader.select("SELECT count(*) AS n FROM fct_llm_calls", Scope.tenant("acme"), timeout_seconds=5)
+    assert fast["n"][0] == 2
+
+
+def test_engine_errors_are_query_errors_not_tracebacks(reader: MartReader) -> None:
+    with pytest.raises(MartQueryError, match="query failed"):
+        reader.select("SELECT CAST(call_id AS INTEGER) FROM fct_llm_calls", Scope.tenant("acme"))
+    with pytest.raises(SqlSyntaxError, match="does not parse"):
+        reader.select("SELECT * FROM (", Scope.tenant("acme"))
 
 
 def test_select_binds_parameters(reader: MartReader) -> None:
@@ -342,6 +386,16 @@ def test_postgres_reads_are_scoped_and_read_only(pg_reader: MartReader) -> None:
         pg_reader.select("SELECT * FROM pg_catalog.pg_user", Scope.platform())
     with pytest.raises(MartQueryError, match="no value"):
         pg_reader.select("SELECT * FROM fct_llm_calls WHERE call_id = $missing", Scope.platform())
+
+
+@pytest.mark.postgres
+def test_postgres_select_limit_and_timeout(pg_reader: MartReader) -> None:
+    capped = pg_reader.select("SELECT call_id FROM fct_llm_calls ORDER BY call_id", Scope.platform(), limit=2)
+    assert capped["call_id"].to_list() == ["c1", "c2"]
+    acme = pg_reader.select("SELECT call_id FROM fct_llm_calls ORDER BY call_id", Scope.tenant("acme"), limit=5)
+    assert acme["call_id"].to_list() == ["c1", "c2"]
+    with pytest.raises(MartQueryTimeout, match="longer than 0.2s"):
+        pg_reader.select("SELECT count(*) FROM generate_series(1, 2000000000) g", Scope.platform(), timeout_seconds=0.2)
 
 
 def test_postgres_unreachable_is_unavailable(env: dict[str, str]) -> None:

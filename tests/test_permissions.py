@@ -8,7 +8,8 @@ import pytest
 
 from governance.permissions import Action, PermissionDenied, Principal, authorize, authorize_grant, require
 
-# The policy, stated independently of the implementation: X = allowed in the role's own scope.
+# The policy, stated independently of the implementation: X = allowed in the role's own scope;
+# P = allowed only to the platform-level holder of the role (never to a tenant's).
 # Columns: platform_admin, tenant_admin, agent_operator, analyst, finance, auditor.
 EXPECTED = """
 config.validate     X X . . . .
@@ -28,6 +29,7 @@ prompt.view         X X X X . .
 cost.view           X X . . X X
 budget.manage       X X . . . .
 chargeback.export   X X . . X .
+invoice.import      X . . . P .
 audit.view          X X . . . X
 audit.verify        X X . . . X
 evidence.export     X X . . . X
@@ -36,6 +38,7 @@ integration.manage  X X . . . .
 secret.manage       X X . . . .
 webhook.replay      X X X . . .
 privacy.erase       X X . . . .
+retention.apply     X X . . . .
 key.rotate          X . . . . .
 """
 ROLES = ["platform_admin", "tenant_admin", "agent_operator", "analyst", "finance", "auditor"]
@@ -44,6 +47,12 @@ ALLOWED = {
     for row in EXPECTED.strip().splitlines()
     for role, mark in zip(ROLES, row.split()[1:], strict=True)
     if mark == "X"
+}
+PLATFORM_ALLOWED = ALLOWED | {
+    (Action(row.split()[0]), role)
+    for row in EXPECTED.strip().splitlines()
+    for role, mark in zip(ROLES, row.split()[1:], strict=True)
+    if mark == "P"
 }
 
 
@@ -74,9 +83,20 @@ def test_platform_admin_acts_everywhere(action: Action) -> None:
 @pytest.mark.parametrize(("role", "action"), list(itertools.product(["auditor", "finance"], Action)))
 def test_platform_auditor_and_finance_read_across_tenants_and_change_nothing(role: str, action: Action) -> None:
     user = Principal(f"{role}@platform.example", role, None)
-    expected = (action, role) in ALLOWED
+    expected = (action, role) in PLATFORM_ALLOWED
     for tenant in ("acme", "globex", None):
         assert authorize(user, action, tenant).allowed == expected
+
+
+def test_invoice_import_is_platform_finance_work_and_retention_is_a_tenant_admins() -> None:
+    platform_finance = Principal("finance@platform.example", "finance", None)
+    assert authorize(platform_finance, Action.INVOICE_IMPORT, None).allowed
+    with pytest.raises(PermissionDenied, match="invoice.import is a platform action"):
+        require(tenant_user("finance"), Action.INVOICE_IMPORT, "acme")
+    assert not authorize(tenant_user("tenant_admin"), Action.INVOICE_IMPORT, "acme").allowed
+    assert authorize(tenant_user("tenant_admin"), Action.RETENTION_APPLY, "acme").allowed
+    assert not authorize(tenant_user("tenant_admin"), Action.RETENTION_APPLY, None).allowed
+    assert not authorize(Principal("audit@platform.example", "auditor", None), Action.RETENTION_APPLY, None).allowed
 
 
 def test_finance_sees_costs_but_not_prompts() -> None:

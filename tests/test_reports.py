@@ -369,6 +369,7 @@ def test_invoice_import_is_for_platform_finance_only(platform: Path, monkeypatch
     monkeypatch.setenv("AGENTPROVISION_ACTOR", "fiona@acme.example")
     result = runner.invoke(app, ["invoices", "import", str(file), "--provider", "openai"])
     assert result.exit_code == 1 and "error:" in result.output
+    assert "may not invoice.import" in result.output and "is a platform action" in result.output
     assert [(a, o) for a, o, _, _ in audit_rows("invoices.imported")] == [("fiona@acme.example", "denied")]
     missing = runner.invoke(app, ["invoices", "import", str(platform / "nope.csv"), "--provider", "openai"])
     assert missing.exit_code == 1 and "cannot read" in missing.output

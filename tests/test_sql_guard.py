@@ -13,6 +13,7 @@ from typing import Any
 import duckdb
 import pytest
 
+from agentprovision.sql_guard import SqlSyntaxError
 from agents.tools.sql_guard import SqlRefused, scope_select
 from agents.tools.warehouse import run_query
 
@@ -221,6 +222,55 @@ def test_hostile_sql_is_refused_with_a_reason(sql: str, reason: str) -> None:
     with pytest.raises(SqlRefused) as refused:
         scope_select(sql, "acme", MARTS)
     assert reason.lower() in str(refused.value).lower()
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT count(*) FROM marts.fct_llm_calls; -- note",
+        "SELECT count(*) FROM marts.fct_llm_calls; /* note */",
+        "SELECT count(*) FROM marts.fct_llm_calls;\n-- first\n-- second\n",
+        "SELECT count(*) FROM marts.fct_llm_calls;;",
+    ],
+)
+def test_a_comment_or_empty_statement_after_the_final_semicolon_is_not_a_second_statement(sql: str) -> None:
+    scoped = scope_select(sql, "acme", MARTS)
+    assert scoped.count("\"tenant_id\" = 'acme'") == 1
+
+
+def test_a_comment_between_two_statements_still_counts_both() -> None:
+    with pytest.raises(SqlRefused, match="2 statements"):
+        scope_select("SELECT 1; -- note\nDROP TABLE marts.fct_llm_calls", "acme", MARTS)
+
+
+SYNTAX_MISTAKES = [
+    ("", "empty"),
+    ("   ", "empty"),
+    ("-- only a comment", "no statement"),
+    ("SELECT * FROM marts.fct_llm_calls WHERE (", "does not parse"),
+    ("SELECT 'unterminated", "does not parse"),
+    ("SELECT " + "1 + " * 6000 + "1", "characters long"),
+]
+POLICY_REFUSALS = [
+    ("SELECT 1; SELECT 2", "2 statements"),
+    ("DROP TABLE marts.fct_llm_calls", "DROP"),
+    ("SELECT * FROM raw.events", "schema"),
+    ("SELECT * FROM read_csv('/etc/passwd')", "read_csv"),
+]
+
+
+@pytest.mark.parametrize(("sql", "reason"), SYNTAX_MISTAKES)
+def test_malformed_sql_is_a_syntax_error_which_is_still_a_refusal(sql: str, reason: str) -> None:
+    with pytest.raises(SqlSyntaxError, match=reason) as raised:
+        scope_select(sql, "acme", MARTS)
+    assert isinstance(raised.value, SqlRefused)  # every existing `except SqlRefused` keeps catching it
+
+
+@pytest.mark.parametrize(("sql", "reason"), POLICY_REFUSALS)
+def test_policy_refusals_are_not_syntax_errors(sql: str, reason: str) -> None:
+    with pytest.raises(SqlRefused, match=reason) as raised:
+        scope_select(sql, "acme", MARTS)
+    assert not isinstance(raised.value, SqlSyntaxError)
 
 
 def test_bad_tenant_ids_are_refused_before_anything_is_parsed() -> None:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import pytest
 from sqlalchemy import Engine
 
+from agentprovision import warehouse
 from agentprovision.apply import apply_config
 from agentprovision.config import load_config_dir
 from agentprovision.events import PlatformEvent, write_events
@@ -136,3 +140,64 @@ def test_a_snapshot_table_with_an_old_layout_is_rebuilt(store: Engine, tmp_path:
             " FROM raw.config_versions"
         ).fetchall()
     assert budget == [("5000",)]
+
+
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def destination(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path | str]:
+    """A warehouse of either target: a DuckDB file, or a PostgreSQL database that load_raw creates."""
+    if request.param == "duckdb":
+        yield tmp_path / "wh.duckdb"
+        return
+    import psycopg
+
+    admin = request.getfixturevalue("postgres_admin_dsn")
+    name = f"ap_test_wh_batches_{uuid.uuid4().hex[:10]}"
+    yield f"{admin.rsplit('/', 1)[0]}/{name}"
+    with psycopg.connect(admin, autocommit=True) as con:
+        con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def raw_events(destination: Path | str) -> list[tuple]:
+    query = "SELECT seq, event_id, tenant_id, agent_id, occurred_at, payload FROM raw.events ORDER BY seq"
+    if isinstance(destination, Path):
+        with duckdb.connect(str(destination), read_only=True) as con:
+            return con.execute(query).fetchall()
+    import psycopg
+
+    with psycopg.connect(destination) as con:
+        return con.execute(query).fetchall()
+
+
+def test_a_load_in_many_batches_lands_every_event_once_and_intact(
+    store: Engine, destination: Path | str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(warehouse, "LOAD_BATCH_ROWS", 700)  # 2,000 events: three batches, the last one partial
+    start = datetime(2026, 10, 1, 8, 30, tzinfo=UTC)
+    # Text a CSV or JSON round trip could mangle: quotes, commas, newlines, non-ASCII, '' against NULL.
+    awkward = {"text": 'say "hi", then\nleave \t é 🚀', "empty": "", "missing": None, "cost_usd": "0.00012345"}
+    events = [
+        PlatformEvent(
+            tenant_id=None if i % 7 == 0 else "acme",
+            kind="usage",
+            name="model_call",
+            agent_id="" if i % 5 == 0 else f"agent-{i % 3}",
+            occurred_at=start + timedelta(seconds=i, microseconds=i),
+            payload={"i": i, **awkward},
+        )
+        for i in range(3_000)
+    ]
+    write_events(store, events[:2_000])
+    first = {r.table: r for r in load_raw(store, destination)}["events"]
+    write_events(store, events[2_000:])
+    second = {r.table: r for r in load_raw(store, destination)}["events"]
+    again = {r.table: r for r in load_raw(store, destination)}["events"]
+
+    assert (first.rows, second.rows, again.rows) == (2_000, 1_000, 0)
+    assert (second.watermark, second.open_gaps) == (3_000, 0) and again.watermark == 3_000
+    rows = raw_events(destination)
+    assert [row[0] for row in rows] == list(range(1, 3_001))  # every seq once, none skipped
+    by_id = {row[1]: row for row in rows}
+    for event in events:
+        _, _, tenant_id, agent_id, occurred_at, payload = by_id[event.event_id]
+        assert (tenant_id, agent_id, occurred_at) == (event.tenant_id, event.agent_id, event.occurred_at)
+        assert json.loads(payload) == event.payload  # the store's JSON text, not re-serialised

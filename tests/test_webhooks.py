@@ -205,3 +205,44 @@ def test_alert_events_reach_subscribed_channels_once(
     again = route_alerts(store, report.cursor, resolver=platform_signing, policy=FAST)
     replayed = route_alerts(store, 0, resolver=platform_signing, policy=FAST)  # a repeated window after a crash
     assert again.delivered == replayed.delivered == 0 and len(receiver.received) == 1
+
+
+def test_cli_replay_checks_the_callers_permission_on_the_deliverys_tenant(
+    tmp_path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    from agentprovision.apply import apply_config
+    from agentprovision.config import load_config_dir
+    from agentprovision.store.db import make_engine, migrate
+
+    url = f"sqlite:///{tmp_path / 'ops.db'}"
+    monkeypatch.setenv("AGENTPROVISION_DATABASE_URL", url)
+    monkeypatch.setenv("AGENTPROVISION_STATE_DIR", str(tmp_path / "state"))
+    engine = make_engine(url)
+    migrate(engine)
+    with transaction(session_factory(engine)) as session:
+        apply_config(session, load_config_dir("config").config, actor="t@example.com", source="config")
+    receiver.statuses = [500, 500, 500]
+    dead = send(engine, sleep=lambda _: None)
+    assert dead.status == "dead"
+    runner = CliRunner()
+    for actor, reason in (
+        ("greta@globex.example", "belongs to tenant globex, not acme"),  # another tenant's admin
+        ("fiona@acme.example", "role finance does not allow webhook.replay"),
+    ):
+        refused = runner.invoke(app, ["webhooks", "replay", dead.delivery_id, "--actor", actor])
+        assert refused.exit_code == 1 and "may not webhook.replay on tenant acme" in refused.output, refused.output
+        assert reason in refused.output and "Traceback" not in refused.output
+    with transaction(session_factory(engine)) as session:
+        denied = session.scalars(
+            select(m.AuditRecord.actor).where(
+                m.AuditRecord.action == "webhook.replay", m.AuditRecord.outcome == "denied"
+            )
+        ).all()
+        assert sorted(denied) == ["fiona@acme.example", "greta@globex.example"]
+        letter = session.get(cm.WebhookDeadLetter, dead.delivery_id)
+        assert letter is not None and letter.replayed_at is None  # nothing was replayed by a refused caller
+    # An operator of acme may replay it (the permission check passes; the replay itself then runs).
+    allowed = runner.invoke(app, ["webhooks", "replay", dead.delivery_id, "--actor", "omar@acme.example"])
+    assert "may not" not in allowed.output and "Traceback" not in allowed.output
+    with transaction(session_factory(engine)) as session:
+        assert session.get(cm.WebhookDeadLetter, dead.delivery_id).replayed_by == "omar@acme.example"

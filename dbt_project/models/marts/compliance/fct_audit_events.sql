@@ -1,6 +1,7 @@
 {#-
-    Incremental on `seq`: the raw audit trail is append-only and loaded exactly once past a
-    watermark, so each run only needs the records after the newest one already here.
+    Incremental: the raw audit trail is append-only and loaded exactly once, so each run only needs the
+    records past the newest seq already here, plus any record loaded since the last build: the loader
+    fills a seq that committed late (below its watermark, see agentprovision/watermarks.py) in a later load.
     Denormalised tenant names are as of when a record was first built here; `--full-refresh`
     restates them.
 -#}
@@ -21,6 +22,10 @@ audit_records as (
 
     {% if is_incremental() %}
     where seq > (select coalesce(max(seq), 0) from {{ this }})
+        or loaded_at > (
+            select coalesce(max(loaded_at), cast('1900-01-01 00:00:00+00' as timestamp with time zone))
+            from {{ this }}
+        )
     {% endif %}
 
 ),
