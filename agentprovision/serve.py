@@ -29,6 +29,11 @@ concurrency:
       # DuckDB allows one writing process: runs that write the warehouse take turns.
       - key: agentprovision/warehouse-writer
         limit: 1
+      # Fairness backstop to the dispatch sensor: one agent-work run per tenant at a time.
+      - key: agentprovision/dispatch-tenant
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
 """
 
 
