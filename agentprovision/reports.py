@@ -145,7 +145,7 @@ def write_chargeback(frame: pl.DataFrame, out_dir: Path, stem: str, fmt: Format)
     return written
 
 
-def write_focus_csv(frame: pl.DataFrame, path: Path) -> None:
+def write_focus_csv(frame: pl.DataFrame, path: Path | io.BytesIO) -> None:
     """UTF-8 (no byte-order mark: FOCUS tools read the header verbatim), a header row, no index, RFC 4180 quoting."""
     frame.write_csv(
         path,
@@ -155,6 +155,20 @@ def write_focus_csv(frame: pl.DataFrame, path: Path) -> None:
         quote_style="necessary",
         line_terminator="\r\n",
     )
+
+
+def focus_csv_bytes(frame: pl.DataFrame) -> bytes:
+    """The CSV export as bytes, for a download button."""
+    buffer = io.BytesIO()
+    write_focus_csv(frame, buffer)
+    return buffer.getvalue()
+
+
+def focus_parquet_bytes(frame: pl.DataFrame) -> bytes:
+    """The Parquet export as bytes, for a download button."""
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer, compression="zstd", statistics=True)
+    return buffer.getvalue()
 
 
 def _atomic_write(target: Path, write) -> None:  # type: ignore[no-untyped-def]

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import polars as pl
 import streamlit as st
 
+from agentprovision import reports
 from agentprovision.marts import MartQueryError, MartReader, Scope, UnsafeQuery, WarehouseUnavailable
 from agentprovision.settings import load_settings
 
@@ -694,40 +695,6 @@ def daily_spend_for_budget(
     )
 
 
-# The FinOps FOCUS columns the chargeback export carries, in the specification's order.
-FOCUS_COLUMNS = (
-    "BillingAccountId",
-    "BillingAccountName",
-    "BillingPeriodStart",
-    "BillingPeriodEnd",
-    "ChargePeriodStart",
-    "ChargePeriodEnd",
-    "ChargeCategory",
-    "ChargeDescription",
-    "BilledCost",
-    "EffectiveCost",
-    "ListCost",
-    "ContractedCost",
-    "BillingCurrency",
-    "PricingQuantity",
-    "PricingUnit",
-    "ConsumedQuantity",
-    "ConsumedUnit",
-    "ProviderName",
-    "PublisherName",
-    "InvoiceIssuerName",
-    "ServiceName",
-    "ServiceCategory",
-    "ResourceId",
-    "ResourceName",
-    "ResourceType",
-    "RegionId",
-    "SubAccountId",
-    "SubAccountName",
-    "Tags",
-)
-
-
 @_cached
 def chargeback_months(warehouse: Warehouse, tenant_id: str | None) -> list[Any]:
     frame = _query(
@@ -741,20 +708,13 @@ def chargeback_months(warehouse: Warehouse, tenant_id: str | None) -> list[Any]:
 
 @_cached
 def chargeback(warehouse: Warehouse, tenant_id: str | None, billing_month: Any) -> pl.DataFrame:
-    """The month's chargeback lines in FOCUS columns only (the export's shape)."""
-    quoted = ", ".join(f'"{column}"' for column in FOCUS_COLUMNS)  # fixed names, quoted for their case
-    return _query(
-        warehouse,
-        tenant_id,
-        f"""
-        SELECT {quoted}
-        FROM rpt_chargeback_monthly
-        WHERE billing_month = $billing_month
-        ORDER BY "SubAccountId", "ResourceId", "ChargePeriodStart"
-        """,
-        {"billing_month": billing_month},
-        keep_decimals=True,
-    )
+    """The month's chargeback lines in FOCUS columns and types: exactly what the CLI export writes."""
+    del warehouse  # part of the cache key only
+    scope = Scope.platform() if tenant_id is None else Scope.tenant(tenant_id)
+    try:
+        return reports.chargeback(_reader(), billing_month, scope)
+    except (WarehouseUnavailable, MartQueryError, reports.ReportError) as exc:
+        raise WarehouseError(str(exc)) from exc
 
 
 INVOICE_VARIANCE_COLUMNS = (

@@ -25,6 +25,7 @@ import streamlit as st
 from sqlalchemy import select, update
 from streamlit.testing.v1 import AppTest
 
+from agentprovision import reports
 from agentprovision.apply import apply_config
 from agentprovision.config import load_config_dir
 from agentprovision.settings import load_settings
@@ -243,7 +244,7 @@ def test_costs_spend_budgets_chargeback_and_invoices(published: Path) -> None:
     budgets = next(f for f in frames if "budget_level" in f.columns)
     assert budgets["scope_id"].to_list() == ["platform", "acme", "globex", "acme/engineering"]
     chargeback = next(f for f in frames if "BilledCost" in f.columns)
-    assert list(chargeback.columns) == list(data.FOCUS_COLUMNS)
+    assert list(chargeback.columns) == list(reports.FOCUS_COLUMNS)
     assert sorted(chargeback["SubAccountId"].to_list()) == ["acme", "acme", "globex"]
     invoices = next(f for f in frames if "variance_usd" in f.columns)
     assert invoices.height == 3  # the platform-wide invoice line too
@@ -264,15 +265,14 @@ def test_chargeback_export_is_focus_csv_and_parquet(published: Path) -> None:
     month = data.chargeback_months(warehouse, "acme")[0]
     lines = data.chargeback(warehouse, "acme", month)
     assert lines["SubAccountId"].unique().to_list() == ["acme"]
-    round_trip = pl.read_parquet(io.BytesIO(_parquet_bytes(lines)))
-    assert round_trip.columns == list(data.FOCUS_COLUMNS) and round_trip.height == 2
-    assert pl.read_csv(io.StringIO(lines.write_csv())).columns == list(data.FOCUS_COLUMNS)
-
-
-def _parquet_bytes(frame: pl.DataFrame) -> bytes:
-    buffer = io.BytesIO()
-    frame.write_parquet(buffer)
-    return buffer.getvalue()
+    # The download buttons carry the same files the CLI export writes: FOCUS columns and types.
+    round_trip = pl.read_parquet(io.BytesIO(reports.focus_parquet_bytes(lines)))
+    assert round_trip.columns == list(reports.FOCUS_COLUMNS) and round_trip.height == 2
+    assert isinstance(round_trip.schema["BilledCost"], pl.Decimal)
+    assert round_trip.schema["ChargePeriodStart"] == pl.Datetime("us", "UTC")
+    csv_text = reports.focus_csv_bytes(lines).decode("utf-8")
+    assert pl.read_csv(io.StringIO(csv_text)).columns == list(reports.FOCUS_COLUMNS)
+    assert "T00:00:00Z" in csv_text
 
 
 def test_compliance_audit_search_policy_guardrails_and_retention(published: Path) -> None:

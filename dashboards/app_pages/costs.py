@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import calendar
-import io
 from datetime import date, timedelta
 
 import altair as alt
 import polars as pl
 import streamlit as st
 
+from agentprovision import reports
 from dashboards import data, ui
 from governance.permissions import Action
 
@@ -170,19 +170,17 @@ elif months:
         st.dataframe(lines, hide_index=True, key="costs_chargeback_table")
         if ui.can(Action.CHARGEBACK_EXPORT, tenant_id):
             stem = f"chargeback-{tenant_id or 'all-tenants'}-{month:%Y-%m}"
-            parquet = io.BytesIO()
-            lines.write_parquet(parquet)
             csv_col, parquet_col = st.columns(2)
             csv_col.download_button(
                 "Download CSV",
-                data=lines.write_csv(),
+                data=reports.focus_csv_bytes(lines),
                 file_name=f"{stem}.csv",
                 mime="text/csv",
                 key="costs_chargeback_csv",
             )
             parquet_col.download_button(
                 "Download Parquet",
-                data=parquet.getvalue(),
+                data=reports.focus_parquet_bytes(lines),
                 file_name=f"{stem}.parquet",
                 mime="application/vnd.apache.parquet",
                 key="costs_chargeback_parquet",
