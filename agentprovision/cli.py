@@ -72,7 +72,7 @@ def _settings() -> Settings:
 
 
 def _open_store(settings: Settings):  # type: ignore[no-untyped-def]
-    engine = open_store(settings.database_url)
+    engine = open_store(*settings.store_urls)
     return engine, session_factory(engine)
 
 

@@ -128,7 +128,7 @@ def chargeback(
         settings = _settings()
         period = reports.parse_month(month)
         actor = current_actor()
-        factory = session_factory(open_store(settings.database_url))
+        factory = session_factory(open_store(*settings.store_urls))
         target_id = f"{tenant or 'platform'}/{period:%Y-%m}"
         written: list[Path] = []
         try:
@@ -181,7 +181,7 @@ def chargeback(
 def _read_for(action: Action, tenant: str | None, mart: str, **read_args) -> pl.DataFrame:  # type: ignore[no-untyped-def]
     settings = _settings()
     actor = current_actor()
-    with transaction(session_factory(open_store(settings.database_url))) as session:
+    with transaction(session_factory(open_store(*settings.store_urls))) as session:
         _authorized(session, actor, action, tenant)
     scope = Scope.tenant(tenant) if tenant else Scope.platform()
     return MartReader(settings).read(mart, scope, **read_args)
@@ -231,7 +231,7 @@ def usage(
         end = date(start.year + start.month // 12, start.month % 12 + 1, 1)
         settings = _settings()
         actor = current_actor()
-        with transaction(session_factory(open_store(settings.database_url))) as session:
+        with transaction(session_factory(open_store(*settings.store_urls))) as session:
             _authorized(session, actor, Action.COST_VIEW, tenant)
         frame = MartReader(settings).select(
             "SELECT model_name, provider, sum(calls) AS calls, sum(prompt_tokens) AS prompt_tokens, "
@@ -263,7 +263,7 @@ def import_invoices(
         except OSError as exc:
             raise Failure(f"cannot read {file}: {exc.strerror or exc}") from None
         actor = current_actor()
-        factory = session_factory(open_store(settings.database_url))
+        factory = session_factory(open_store(*settings.store_urls))
         target_id = f"{provider}/{file.name}"
         try:
             with transaction(factory) as session:

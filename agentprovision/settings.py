@@ -14,6 +14,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 ENV_STATE_DIR = "AGENTPROVISION_STATE_DIR"
 ENV_DATABASE_URL = "AGENTPROVISION_DATABASE_URL"
+# With row-level security the application logs in as a role that owns nothing; schema changes need
+# the owner, so migrations may use their own URL (default: the same as the application's).
+ENV_MIGRATION_DATABASE_URL = "AGENTPROVISION_MIGRATION_DATABASE_URL"
 ENV_CONFIG_DIR = "AGENTPROVISION_CONFIG_DIR"
 ENV_WAREHOUSE_TARGET = "AGENTPROVISION_WAREHOUSE_TARGET"
 # One variable names the DuckDB file for both dbt's profile and the Python code reading it.
@@ -35,6 +38,7 @@ class Settings:
     warehouse_target: str
     duckdb_path: Path
     warehouse_url: str = DEFAULT_WAREHOUSE_URL
+    migration_database_url: str | None = None  # None: migrate through database_url
 
     @property
     def dagster_home(self) -> Path:
@@ -44,6 +48,11 @@ class Settings:
     def published_duckdb_path(self) -> Path:
         """Read-only copy of the warehouse for dashboards; DuckDB allows one writing process at a time."""
         return published_copy_of(self.duckdb_path)
+
+    @property
+    def store_urls(self) -> tuple[str, str | None]:
+        """`open_store`'s arguments: the application's URL, then the one migrations run through."""
+        return self.database_url, self.migration_database_url
 
     @property
     def is_sqlite(self) -> bool:
@@ -77,6 +86,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         warehouse_target=warehouse_target,
         duckdb_path=duckdb_path,
         warehouse_url=warehouse_url,
+        migration_database_url=env.get(ENV_MIGRATION_DATABASE_URL) or None,
     )
 
 

@@ -56,7 +56,7 @@ def _caller(action: Action, tenant: str | None) -> Iterator[tuple[Principal, str
         settings = load_settings()
     except ValueError as error:
         raise _fail(str(error)) from None
-    engine = open_store(settings.database_url)
+    engine = open_store(*settings.store_urls)
     factory = session_factory(engine)
     actor = current_actor()
     try:
@@ -273,7 +273,7 @@ def _decide(approval_id: str, approve: bool, reason: str | None, tenant: str | N
 def _audit_refusal(approval_id: str, action: str, tenant: str | None) -> None:
     """A refused decision is itself audited, in its own transaction (the attempted one rolled back)."""
     try:
-        engine = open_store(load_settings().database_url)
+        engine = open_store(*load_settings().store_urls)
     except ValueError:
         return
     try:

@@ -82,7 +82,7 @@ def _audit(engine: Engine, actor: str, tenant: str, action: str, target_type: st
 
 def _engine() -> Engine:
     try:
-        return open_store(load_settings().database_url)
+        return open_store(*load_settings().store_urls)
     except (SQLAlchemyError, ValueError) as exc:
         raise _fail(f"cannot open the ops store: {exc}") from None
 

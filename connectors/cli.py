@@ -61,7 +61,7 @@ def _settings() -> Settings:
 
 
 def _engine(settings: Settings) -> Engine:
-    return open_store(settings.database_url)
+    return open_store(*settings.store_urls)
 
 
 def _vault(engine: Engine, settings: Settings) -> Vault | None:

@@ -29,7 +29,7 @@ audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=
 
 
 def _engine():  # type: ignore[no-untyped-def]
-    return open_store(load_settings().database_url)
+    return open_store(*load_settings().store_urls)
 
 
 def _check(action: Action, tenant_id: str | None) -> None:

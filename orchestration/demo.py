@@ -50,7 +50,7 @@ def run_pass(settings: Settings) -> int:
             print(issue.render(), file=sys.stderr)
         print(f"\nthe config in {settings.config_dir} is invalid; nothing was seeded", file=sys.stderr)
         return 2
-    engine = open_store(settings.database_url)
+    engine = open_store(*settings.store_urls)
     with transaction(session_factory(engine)) as session:
         applied = apply_config(
             session, result.config, actor=SEED_ACTOR, source=str(settings.config_dir), channel="demo"

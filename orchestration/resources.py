@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from functools import cache
 from pathlib import Path
@@ -11,26 +12,28 @@ from dagster_dbt import DbtCliResource
 from sqlalchemy import Engine
 
 from agentprovision.dispatch import DispatchLimits
-from agentprovision.settings import published_copy_of
+from agentprovision.settings import ENV_DATABASE_URL, ENV_MIGRATION_DATABASE_URL, published_copy_of
 from agentprovision.store.db import open_store
 from orchestration.dbt_project import dbt_project
 
 
 @cache
-def _store_engine(database_url: str) -> Engine:
+def _store_engine(database_url: str, migration_url: str | None) -> Engine:
     # Sensors are evaluated every few seconds and in-process runs follow one another in the same
     # process: one migrated engine (and connection pool) per process and URL, not one per tick.
-    return open_store(database_url)
+    return open_store(database_url, migration_url)
 
 
 class OpsStoreResource(dg.ConfigurableResource):
     """The operational store (SQLite embedded, PostgreSQL in production)."""
 
     database_url: str
+    # The table owner, when database_url is a role that owns nothing (row-level security).
+    migration_database_url: str | None = None
 
     @property
     def engine(self) -> Engine:
-        return _store_engine(self.database_url)
+        return _store_engine(self.database_url, self.migration_database_url)
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -66,7 +69,10 @@ def _dbt_executable() -> str:
 
 def build_resources() -> dict[str, dg.ConfigurableResource]:
     return {
-        "ops_store": OpsStoreResource(database_url=dg.EnvVar("AGENTPROVISION_DATABASE_URL")),
+        "ops_store": OpsStoreResource(
+            database_url=dg.EnvVar(ENV_DATABASE_URL),
+            migration_database_url=os.environ.get(ENV_MIGRATION_DATABASE_URL),
+        ),
         "warehouse": WarehouseResource(duckdb_path=dg.EnvVar("AGENTPROVISION_DUCKDB_PATH")),
         "dbt": DbtCliResource(project_dir=dbt_project(), dbt_executable=_dbt_executable()),
         "dispatch": DispatchResource(),

@@ -182,3 +182,40 @@ def test_postgres_urls_keep_their_tls_settings() -> None:
     url = make_url(normalise_url("postgresql://app@db.internal/ap?sslmode=verify-full&sslrootcert=/etc/ssl/ca.pem"))
     assert url.drivername == "postgresql+psycopg"
     assert dict(url.query) == {"sslmode": "verify-full", "sslrootcert": "/etc/ssl/ca.pem"}
+
+
+@pytest.mark.postgres
+def test_the_application_role_runs_on_a_store_the_owner_migrated(postgres_url: str, postgres_admin_dsn: str) -> None:
+    """Under row-level security the application logs in as a role that owns nothing: it cannot
+    migrate, so `open_store` migrates through the owner's URL and hands back the application's engine."""
+    import uuid
+
+    import psycopg
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ProgrammingError
+
+    from agentprovision.store.db import make_engine, open_store
+    from agentprovision.store.models import Tenant
+    from governance.tenancy import app_engine_url, grant_app_login, tenant_session
+
+    roles = make_engine(postgres_url)
+    migrate(roles)  # creates the cluster-wide application roles
+    grant_app_login(roles, "ap_test_store_app")
+    roles.dispose()
+    fresh = f"ap_test_fresh_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres_admin_dsn, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{fresh}"')
+    owner_url = make_url(postgres_url).set(database=fresh).render_as_string(hide_password=False)
+    app_url = app_engine_url(owner_url, "ap_test_store_app")
+    try:
+        with pytest.raises(ProgrammingError, match="permission denied"):
+            open_store(app_url)  # the application role may not create the schema
+        engine = open_store(app_url, owner_url)
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT current_user")).scalar() == "ap_test_store_app"
+        with tenant_session(session_factory(engine), "acme") as session:
+            assert session.scalars(select(Tenant)).all() == []  # scoped reads work on the owner's tables
+        engine.dispose()
+    finally:
+        with psycopg.connect(postgres_admin_dsn, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{fresh}" WITH (FORCE)')

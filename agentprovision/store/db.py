@@ -66,10 +66,21 @@ def migrate(engine: Engine) -> None:
     command.upgrade(alembic_config(engine), "heads")
 
 
-def open_store(url: str) -> Engine:
-    """An engine on the ops store at `url`, migrated to the latest schema: what every entry point needs."""
+def open_store(url: str, migration_url: str | None = None) -> Engine:
+    """An engine on the ops store at `url`, migrated to the latest schema: what every entry point needs.
+
+    With `migration_url` the schema is brought up to date through that connection (the table owner)
+    and the returned engine uses `url`, which may be a role that owns nothing (row-level security).
+    """
     engine = make_engine(url)
-    migrate(engine)
+    if migration_url is None or migration_url == url:
+        migrate(engine)
+        return engine
+    owner = make_engine(migration_url)
+    try:
+        migrate(owner)
+    finally:
+        owner.dispose()
     return engine
 
 
