@@ -32,6 +32,7 @@ from orchestration.sensors import (
     alert_delivery_sensor,
     connector_schedules_sensor,
     dispatch_sensor,
+    marts_alerting_sensor,
     run_failure_sensor,
     tenant_partitions_sensor,
 )
@@ -69,6 +70,7 @@ defs = dg.Definitions(
         agent_schedules_sensor,
         dispatch_sensor,
         connector_schedules_sensor,
+        marts_alerting_sensor,
         alert_delivery_sensor,
         run_failure_sensor,
     ],

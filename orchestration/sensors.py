@@ -1,5 +1,6 @@
 """Sensors: tenant partitions follow config; agent crons queue tasks; queued tasks are dispatched to
-tenant runs; connector crons launch syncs; alerts are delivered; failed runs are audited and alerted."""
+tenant runs; connector crons launch syncs; the marts raise alerts and alerts are delivered; failed runs
+are audited and alerted."""
 
 import hashlib
 import json
@@ -9,8 +10,10 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 from sqlalchemy import select
 
+from agentprovision.alerting import configured_thresholds, evaluate_mart_alerts
 from agentprovision.dispatch import due_syncs, plan_dispatch, record_refusals, still_queued
-from agentprovision.events import PlatformEvent
+from agentprovision.events import PlatformEvent, write_events
+from agentprovision.marts import MartReader, WarehouseUnavailable
 from agentprovision.store.audit import append_audit
 from agentprovision.store.db import session_factory, transaction
 from agentprovision.store.models import AuditRecord, Event, Tenant
@@ -84,6 +87,25 @@ def alert_delivery_sensor(context: dg.SensorEvaluationContext, ops_store: OpsSto
         f"alerts up to event {report.cursor}: {report.delivered} delivered, {report.dead} dead-lettered, "
         f"{report.skipped} for channel kinds not sent yet"
     )
+
+
+@dg.sensor(minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING)
+def marts_alerting_sensor(context: dg.SensorEvaluationContext, ops_store: OpsStoreResource):
+    """Raise alerts from the published marts (budget forecasts and status, error rates, policy denials).
+
+    Each alert is raised once per scope and period (agentprovision/alerting.py keeps that), so the
+    sensor needs no cursor; the alert delivery sensor sends what it writes.
+    """
+    engine = ops_store.engine
+    try:
+        events = evaluate_mart_alerts(MartReader(), engine, datetime.now(UTC), configured_thresholds(engine))
+    except WarehouseUnavailable as exc:
+        # No warehouse published yet (a fresh install before the first full pass): nothing to judge.
+        return dg.SkipReason(str(exc))
+    write_events(engine, events)
+    names = Counter(event.name for event in events)
+    summary = ", ".join(f"{count} {name}" for name, count in sorted(names.items())) or "none"
+    return dg.SkipReason(f"alerts raised from the marts: {summary}")
 
 
 def _in_flight_by_tenant(instance: dg.DagsterInstance) -> Counter[str]:

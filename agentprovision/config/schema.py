@@ -86,6 +86,20 @@ class GatewaySettings(Strict):
     )
 
 
+class AlertingSettings(Strict):
+    """Thresholds of the alerts raised from the warehouse marts (agentprovision/alerting.py)."""
+
+    error_rate: float = Field(
+        default=0.05, gt=0, le=1, description="A model's daily error rate (0..1) at or above this alerts."
+    )
+    error_rate_min_calls: int = Field(
+        default=20, ge=1, description="Days with fewer calls for an agent and model never raise error_rate_high."
+    )
+    policy_denials_per_day: int = Field(
+        default=10, ge=1, description="Blocked or refused policy decisions per tenant and day that raise an alert."
+    )
+
+
 class PlatformSettings(Strict):
     environment: Literal["dev", "production"]
     # Where the platform keeps its state, and which stores it uses, come from the environment so the
@@ -97,6 +111,7 @@ class PlatformSettings(Strict):
     regions: list[Region] = Field(min_length=1)
     budget: Budget | None = None
     gateway: GatewaySettings = GatewaySettings()
+    alerting: AlertingSettings = AlertingSettings()
 
     @model_validator(mode="after")
     def default_region_listed(self) -> PlatformSettings:
@@ -114,14 +129,26 @@ class User(Strict):
     department: Slug | None = None
 
 
+# Every alert a channel may subscribe to: the gateway's budget crossings, failed runs and syncs, and the
+# alerts raised from the marts (budget_forecast_over, budget_status_exceeded, error_rate_high, policy_violation).
+AlertName = Literal[
+    "budget_soft",
+    "budget_hard",
+    "run_failed",
+    "policy_violation",
+    "sync_failed",
+    "budget_forecast_over",
+    "budget_status_exceeded",
+    "error_rate_high",
+]
+
+
 class AlertChannel(Strict):
     id: Slug
     kind: Literal["webhook", "slack", "email"]
     target: SecretRef = Field(description="URL or address, by reference: webhook URLs carry tokens.")
     signing_secret: SecretRef | None = None
-    events: list[Literal["budget_soft", "budget_hard", "run_failed", "policy_violation", "sync_failed"]] = Field(
-        min_length=1
-    )
+    events: list[AlertName] = Field(min_length=1)
 
 
 class PlatformFile(Strict):
