@@ -401,8 +401,13 @@ def run(total: int, ingest: int, work: Path, build_all: bool = True) -> dict[str
         expected = con.execute(
             "SELECT count(*) FROM raw.events WHERE kind = 'usage' AND name = 'model_call'"
         ).fetchone()[0]
+        # The marts built incrementally by day must still add up to the calls, tenant by tenant.
+        query = "SELECT tenant_id, sum(cost_usd) FROM marts.{} GROUP BY 1 ORDER BY 1"
+        by_day, by_call = (con.execute(query.format(t)).fetchall() for t in ("fct_cost_daily", "fct_llm_calls"))
     if figures["calls_after_increment"] != expected:
         raise SystemExit(f"incremental fct_llm_calls has {figures['calls_after_increment']} rows, raw has {expected}")
+    if by_day != by_call:
+        raise SystemExit(f"incremental fct_cost_daily disagrees with fct_llm_calls: {by_day} vs {by_call}")
     figures["wall"], figures["cpu"] = t.wall, t.cpu
     return figures
 
