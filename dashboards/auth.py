@@ -58,6 +58,7 @@ def sign_in() -> tuple[Principal, Engine]:
     except ops.OpsStoreUnavailable as exc:
         st.info(str(exc), icon=":material/hourglass_empty:")
         st.stop()
+        raise  # st.stop() only returns outside a Streamlit run
     try:
         principal = _oidc_principal(engine) if oidc_configured() else _dev_principal(engine)
     except SQLAlchemyError:

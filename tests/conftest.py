@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,15 @@ EXAMPLE_CONFIG = REPO_ROOT / "config"
 POSTGRES_ADMIN_DSN = os.environ.get("AGENTPROVISION_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+
+@pytest.fixture(autouse=True)
+def _keep_main_module() -> Iterator[None]:
+    """Streamlit's AppTest leaves `sys.modules["__main__"]` pointing at the app script; a later test
+    that starts a `spawn` process would then run the whole dashboard in the child. Put it back."""
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main
 
 
 def _postgres_available() -> str | None:
