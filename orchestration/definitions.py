@@ -34,6 +34,7 @@ from orchestration.sensors import (
     dispatch_sensor,
     marts_alerting_sensor,
     run_failure_sensor,
+    stale_reservations_sensor,
     tenant_partitions_sensor,
 )
 
@@ -72,6 +73,7 @@ defs = dg.Definitions(
         connector_schedules_sensor,
         marts_alerting_sensor,
         alert_delivery_sensor,
+        stale_reservations_sensor,
         run_failure_sensor,
     ],
     resources=build_resources(),

@@ -1,6 +1,6 @@
 """Sensors: tenant partitions follow config; agent crons queue tasks; queued tasks are dispatched to
 tenant runs; connector crons launch syncs; the marts raise alerts and alerts are delivered; failed runs
-are audited and alerted."""
+are audited and alerted; budget reservations of crashed processes are released."""
 
 import hashlib
 import json
@@ -11,6 +11,8 @@ import dagster as dg
 from sqlalchemy import select
 
 from agentprovision.alerting import configured_thresholds, evaluate_mart_alerts
+from agentprovision.apply import current_version
+from agentprovision.config.schema import GatewaySettings
 from agentprovision.dispatch import due_syncs, plan_dispatch, record_refusals, still_queued
 from agentprovision.events import PlatformEvent, write_events
 from agentprovision.marts import MartReader, WarehouseUnavailable
@@ -18,6 +20,7 @@ from agentprovision.store.audit import append_audit
 from agentprovision.store.db import session_factory, transaction
 from agentprovision.store.models import AuditRecord, Event, Tenant
 from agentprovision.tasks import due_schedules, queue_task
+from agents.gateway.budgets import release_stale_reservations
 from connectors.alerts import route_alerts
 from orchestration.jobs import agent_work_job, connector_sync_job
 from orchestration.partitions import DISPATCH_TAG, TENANT_TAG, tenant_partitions
@@ -106,6 +109,21 @@ def marts_alerting_sensor(context: dg.SensorEvaluationContext, ops_store: OpsSto
     names = Counter(event.name for event in events)
     summary = ", ".join(f"{count} {name}" for name, count in sorted(names.items())) or "none"
     return dg.SkipReason(f"alerts raised from the marts: {summary}")
+
+
+@dg.sensor(minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING)
+def stale_reservations_sensor(context: dg.SensorEvaluationContext, ops_store: OpsStoreResource):
+    """Give back budget held by calls whose process died before settling (one conditional UPDATE each).
+
+    A sweep, not a run: it is one short statement, and a sensor tick is the cheapest place for it.
+    """
+    engine = ops_store.engine
+    with transaction(session_factory(engine)) as session:
+        version = current_version(session)
+        content = version.content if version is not None else {}
+    gateway = GatewaySettings.model_validate(content.get("platform", {}).get("platform", {}).get("gateway") or {})
+    released = release_stale_reservations(engine, timedelta(minutes=gateway.stale_reservation_minutes))
+    return dg.SkipReason(f"released {released} reservation(s) older than {gateway.stale_reservation_minutes} minutes")
 
 
 def _in_flight_by_tenant(instance: dg.DagsterInstance) -> Counter[str]:

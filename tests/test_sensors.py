@@ -7,19 +7,21 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from agentprovision.apply import apply_config
 from agentprovision.config import load_config_dir
 from agentprovision.dispatch import due_syncs
 from agentprovision.store import models as m
 from agentprovision.store.db import session_factory, transaction
+from agentprovision.store.gateway_models import GatewayBudgetCounter
 from agentprovision.tasks import due_schedules, queue_task
 from orchestration.resources import OpsStoreResource
 from orchestration.sensors import (
     agent_schedules_sensor,
     connector_schedules_sensor,
     run_failure_sensor,
+    stale_reservations_sensor,
     tenant_partitions_sensor,
 )
 
@@ -215,3 +217,33 @@ def test_failed_run_is_audited_and_raises_a_routable_alert(seeded: tuple[Engine,
     assert alert.tenant_id == "acme" and alert.payload["dagster_run_id"] == run.run_id
     # The alert delivery sensor sends it to every channel subscribed to run_failed (the platform's here).
     assert [owner for owner, _ in channels_for(config, "acme", "run_failed")] == [None]
+
+
+def test_stale_reservations_sensor_gives_back_what_a_dead_process_held(seeded: tuple[Engine, str]) -> None:
+    from opentelemetry.trace import INVALID_SPAN
+
+    from agents.gateway import CompletionRequest, Gateway
+
+    engine, url = seeded
+    config = load_config_dir("config").config
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    gateway = Gateway(config, engine, clock=lambda: an_hour_ago)
+    request = CompletionRequest(
+        tenant_id="acme", agent_id="acme-code-reviewer", messages=[{"role": "user", "content": "review this"}]
+    )
+    call = gateway._prepare(request, span=INVALID_SPAN)
+    gateway._admit(call, span=INVALID_SPAN)  # reserved; the process "dies" before calling the model
+    gateway.close()
+    with transaction(session_factory(engine)) as session:
+        held = session.scalar(select(func.sum(GatewayBudgetCounter.reserved_usd)))
+    assert held and held > 0
+
+    resources = {"ops_store": OpsStoreResource(database_url=url)}
+    first = stale_reservations_sensor(dg.build_sensor_context(resources=resources))
+    assert "released 1 reservation(s) older than 30 minutes" in first.skip_message
+    with transaction(session_factory(engine)) as session:
+        assert session.scalar(select(func.sum(GatewayBudgetCounter.reserved_usd))) == 0
+    again = stale_reservations_sensor(
+        dg.build_sensor_context(resources={"ops_store": OpsStoreResource(database_url=url)})
+    )
+    assert "released 0 reservation(s)" in again.skip_message
