@@ -25,7 +25,8 @@
     The filter an incremental fact applies to its staging rows on an incremental run: events that occurred
     within `late_event_lookback_hours` of the newest event already built, plus any event loaded since the
     last build whatever its event time (a late event). Re-selected rows replace themselves through the
-    model's unique_key, so reruns never duplicate.
+    model's unique_key, so reruns never duplicate. The window matters where a row is built from several
+    events (a run's events arrive over time); a fact with one row per event can use loaded_since_last_build.
 -#}
 {% macro late_event_filter(
     time_column='occurred_at', loaded_column='loaded_at', built_time_column=none, built_loaded_column=none
@@ -40,9 +41,14 @@
 
 
 {#-
-    For a mart built incrementally from an incremental fact: the fact's rows loaded since the mart's last build.
-    The mart keeps the newest `loaded_at` of the rows it aggregated; a mart built before it had that column
-    (when it was a plain table) is recomputed whole once, and the column is added (append_new_columns).
+    Rows loaded since the model's last build: for a fact whose rows are single events (fct_llm_calls), and for
+    a mart built incrementally from such a fact (its days that received new rows). No event can be missed,
+    late ones included, because raw loads commit in `_loaded_at` order (one writer on DuckDB; on PostgreSQL
+    the loader takes its time only once it holds the watermark lock), so nothing loaded later can carry a
+    `loaded_at` at or below the newest one already built. Unlike late_event_filter, this is one comparison
+    with a constant on the column the raw tables are appended by, so the scan skips everything older.
+    A model built before it had the column (a mart that was a plain table) is recomputed whole once, and the
+    column is added (append_new_columns).
 -#}
 {% macro loaded_since_last_build(loaded_column='loaded_at') -%}
     {%- if this is not string and execute

@@ -7,14 +7,18 @@
     )
 }}
 
-{#- One row per model-call attempt, incremental on event time; see late_event_filter for late events. -#}
+{#-
+    One row per model-call attempt. Incremental on load time: each row is one event that never changes once
+    loaded, so a run takes the events loaded since the last build, late ones included (see
+    loaded_since_last_build); unique_key event_id keeps an event selected again from being duplicated.
+-#}
 with
 
 calls as (
 
     select * from {{ ref('stg_ops__llm_calls') }}
     {% if is_incremental() %}
-    where {{ late_event_filter() }}
+    where {{ loaded_since_last_build() }}
     {% endif %}
 
 ),
