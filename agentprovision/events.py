@@ -53,17 +53,19 @@ def write_events(engine: Engine, events: Iterable[PlatformEvent]) -> int:
 class EventWriter:
     """Buffers events and writes them in batches; thread-safe; flushes whatever is left on close."""
 
-    def __init__(self, engine: Engine, batch_size: int = 200):
+    def __init__(self, engine: Engine, batch_size: int = 200, *, flush_when_full: bool = True):
+        """With `flush_when_full=False` the owner flushes (`pending >= batch_size` says when it is due)."""
         self._engine = engine
-        self._batch_size = batch_size
+        self.batch_size = batch_size
+        self._flush_when_full = flush_when_full
         self._buffer: list[PlatformEvent] = []
         self._lock = threading.Lock()
 
     def emit(self, event: PlatformEvent) -> None:
         with self._lock:
             self._buffer.append(event)
-            full = len(self._buffer) >= self._batch_size
-        if full:
+            full = len(self._buffer) >= self.batch_size
+        if full and self._flush_when_full:
             self.flush()
 
     def flush(self) -> int:

@@ -41,7 +41,7 @@ from agents.gateway.errors import (
     RateLimited,
     UnknownScope,
 )
-from agents.gateway.ledger import LedgerTransaction, ledger_transaction
+from agents.gateway.ledger import LedgerTransaction, LedgerWorker, ledger_transaction
 from agents.gateway.pricing import Price, TokenUsage, cost, worst_case
 from agents.gateway.ratelimits import Admission, RateLimiter, RateScope, rate_scopes
 from agents.gateway.routing import RouteDecision, route
@@ -133,6 +133,16 @@ class _Call:
 
 
 @dataclass(frozen=True)
+class _Charge:
+    """What an answered call is billed: who answered, the tokens used, and the price with markup."""
+
+    answered: Attempt | None
+    deployment: Deployment
+    usage: TokenUsage
+    cost: Decimal
+
+
+@dataclass(frozen=True)
 class _Scopes:
     """What follows from (tenant, department, agent) alone: derived once per process, not per call."""
 
@@ -159,8 +169,11 @@ class Gateway:
         self._tenants = {t.tenant.id: t for t in config.tenants}
         self._engine = engine
         self._scopes: dict[tuple[str, str, str], _Scopes] = {}
-        self.events = events or EventWriter(engine)
+        # The gateway flushes its own writer itself, at the end of a call: an async call must not write
+        # a batch of events on the event loop (see acomplete).
+        self.events = events or EventWriter(engine, flush_when_full=False)
         self._owns_events = events is None
+        self._ledger = LedgerWorker(engine)
         self._clock = clock
         self.budgets = BudgetLedger()
         self.rates = RateLimiter()
@@ -186,25 +199,49 @@ class Gateway:
             try:
                 response = self._invoke(call, lambda kwargs: self.router.completion(**kwargs))
             except BaseException as error:
-                failure = self._fail(call, error, span)
+                with self._store() as tx:
+                    self._release(tx, call, self._clock())
+                failure = self._failed(call, error, span)
                 if isinstance(error, Exception):
                     raise failure from error
                 raise
-            return self._finish(call, response, span)
+            charge = self._charge(call, response)
+            with self._store() as tx:
+                crossings = self._settle(tx, call, charge, self._clock())
+            result = self._complete(call, response, span, charge, crossings)
+        if self._events_full():
+            self.events.flush()
+        return result
 
     async def acomplete(self, request: CompletionRequest) -> CompletionResult:
-        # Database work runs in a worker thread so a slow lock never stalls the event loop; each
-        # hand-off costs CPU, so a call makes two: before the Router call and after it.
+        # Only the ledger transactions leave the event loop, for the gateway's one ledger thread, which
+        # commits those of concurrent calls together (see LedgerWorker). The checks, scans and events are
+        # short CPU work: handing them to a thread as well cost more CPU than doing them.
         with telemetry.tracer().start_as_current_span("chat") as span:
-            call = await asyncio.to_thread(self._prepare_and_admit, request, span)
+            call = self._prepare(request, span)
+            await self._aadmit(call, span)
             try:
                 response = await self._ainvoke(call)
             except BaseException as error:
-                failure = await asyncio.to_thread(self._fail, call, error, span)
+                now = self._clock()
+                if isinstance(error, asyncio.CancelledError):
+                    self._ledger.submit(lambda tx: self._release(tx, call, now))
+                else:
+                    await self._ledger.run(lambda tx: self._release(tx, call, now))
+                failure = self._failed(call, error, span)
                 if isinstance(error, Exception):
                     raise failure from error
                 raise
-            return await asyncio.to_thread(self._finish, call, response, span)
+            charge = self._charge(call, response)
+            now = self._clock()
+            try:
+                crossings = await self._ledger.run(lambda tx: self._settle(tx, call, charge, now))
+            except asyncio.CancelledError:
+                raise  # the settlement still commits on the ledger thread; only its alerts are not sent
+            result = self._complete(call, response, span, charge, crossings)
+        if self._events_full():
+            await asyncio.to_thread(self.events.flush)  # once per batch of events, off the event loop
+        return result
 
     def release_stale_reservations(self) -> int:
         """Release reservations of crashed processes (see budgets.release_stale_reservations)."""
@@ -216,14 +253,10 @@ class Gateway:
         return self.events.flush()
 
     def close(self) -> None:
+        self._ledger.close()
         self.events.flush()
 
     # --- steps -----------------------------------------------------------------------------------
-
-    def _prepare_and_admit(self, request: CompletionRequest, span: Any) -> _Call:
-        call = self._prepare(request, span)
-        self._admit(call, span)
-        return call
 
     def _store(self) -> contextlib.AbstractContextManager[LedgerTransaction]:
         """One ledger transaction: committed on success, rolled back on error."""
@@ -300,8 +333,40 @@ class Gateway:
         )
 
     def _admit(self, call: _Call, span: Any) -> None:
+        now = self._clock()
+        try:
+            with self._store() as tx:
+                self._hold(tx, call, now)
+        except (RateLimited, BudgetExceeded) as error:
+            self._refused(call, span, error)
+            if isinstance(error, BudgetExceeded):
+                with self._store() as tx:
+                    crossings = self.budgets.note_refusal(tx, error, list(call.budget_scopes), now)
+                self._alerts(call, crossings)
+            raise
+        self._held(call)
+
+    async def _aadmit(self, call: _Call, span: Any) -> None:
+        now = self._clock()
+        try:
+            await self._ledger.run(lambda tx: self._hold(tx, call, now))
+        except asyncio.CancelledError:
+            # The hold may still commit on the ledger thread: undo it there, right after it.
+            self._ledger.submit(lambda tx: self._release(tx, call, now))
+            raise
+        except (RateLimited, BudgetExceeded) as error:
+            self._refused(call, span, error)
+            if isinstance(error, BudgetExceeded):
+                refused = error
+                crossings = await self._ledger.run(
+                    lambda tx: self.budgets.note_refusal(tx, refused, list(call.budget_scopes), now)
+                )
+                self._alerts(call, crossings)
+            raise
+        self._held(call)
+
+    def _hold(self, tx: LedgerTransaction, call: _Call, now: datetime) -> None:
         """Rate limits and the budget reservation, in one transaction: both hold or neither does."""
-        tenant = call.tenant_file.tenant
         reserve_tokens = math.ceil(call.prompt_tokens * PROMPT_TOKEN_MARGIN)
         # Any deployment in the chain may end up answering, so reserve for the dearest of them.
         prices = call.scopes.prices
@@ -309,73 +374,61 @@ class Gateway:
             worst_case(prices[d.id], reserve_tokens, call.request.max_tokens, call.markup)
             for d in call.decision.deployments
         )
-        now = self._clock()
-        base = {"call_id": call.call_id, "trace_id": call.trace_id, "department_id": call.department_id}
-        try:
-            with self._store() as connection:
-                call.admission = self.rates.admit(
-                    connection, call.scopes.rates, reserve_tokens + call.request.max_tokens, now.timestamp()
-                )
-                call.reservation = self.budgets.reserve(
-                    connection,
-                    call.budget_scopes,
-                    call.reserved_usd,
-                    tenant_id=tenant.id,
-                    department_id=call.department_id,
-                    agent_id=call.request.agent_id,
-                    run_id=call.request.run_id,
-                    now=now,
-                )
-        except RateLimited as error:
-            self._policy(
-                call.request,
-                tenant.id,
-                "rate_limit",
-                {
-                    **base,
-                    "decision": "refused",
-                    "reason": str(error),
-                    "scope": error.scope,
-                    "limit_kind": error.kind,
-                    "limit": error.limit,
-                    "retry_after_s": round(error.retry_after, 2),
-                },
-            )
-            telemetry.record_error(span, error, error.reason)
-            raise
-        except BudgetExceeded as error:
-            self._policy(
-                call.request,
-                tenant.id,
-                "budget",
-                {
-                    **base,
-                    "decision": "refused",
-                    "reason": str(error),
-                    "level": error.level,
-                    "scope": error.scope,
-                    "limit_usd": str(error.limit),
-                    "committed_usd": str(error.committed),
-                    "needed_usd": str(error.needed),
-                },
-            )
-            with self._store() as connection:
-                crossings = self.budgets.note_refusal(connection, error, list(call.budget_scopes), now)
-            self._alerts(call, crossings)
-            telemetry.record_error(span, error, error.reason)
-            raise
+        call.admission = self.rates.admit(
+            tx, call.scopes.rates, reserve_tokens + call.request.max_tokens, now.timestamp()
+        )
+        call.reservation = self.budgets.reserve(
+            tx,
+            call.budget_scopes,
+            call.reserved_usd,
+            tenant_id=call.tenant_id,
+            department_id=call.department_id,
+            agent_id=call.request.agent_id,
+            run_id=call.request.run_id,
+            now=now,
+        )
+
+    def _held(self, call: _Call) -> None:
         self._policy(
             call.request,
-            tenant.id,
+            call.tenant_id,
             "budget",
             {
-                **base,
+                **self._ids(call),
                 "decision": "reserved",
                 "reason": "within every budget",
                 "reserved_usd": str(call.reserved_usd),
                 "scopes": [s.scope for s in call.budget_scopes],
             },
         )
+
+    def _refused(self, call: _Call, span: Any, error: RateLimited | BudgetExceeded) -> None:
+        """Nothing was held (the admission transaction rolled back): record the refusal and why."""
+        call.admission = call.reservation = None
+        if isinstance(error, RateLimited):
+            details: dict[str, Any] = {
+                "scope": error.scope,
+                "limit_kind": error.kind,
+                "limit": error.limit,
+                "retry_after_s": round(error.retry_after, 2),
+            }
+            name = "rate_limit"
+        else:
+            details = {
+                "level": error.level,
+                "scope": error.scope,
+                "limit_usd": str(error.limit),
+                "committed_usd": str(error.committed),
+                "needed_usd": str(error.needed),
+            }
+            name = "budget"
+        payload = {**self._ids(call), "decision": "refused", "reason": str(error), **details}
+        self._policy(call.request, call.tenant_id, name, payload)
+        telemetry.record_error(span, error, error.reason)
+
+    @staticmethod
+    def _ids(call: _Call) -> dict[str, Any]:
+        return {"call_id": call.call_id, "trace_id": call.trace_id, "department_id": call.department_id}
 
     def _router_kwargs(self, call: _Call) -> dict[str, Any]:
         chain = call.decision.deployments
@@ -414,17 +467,28 @@ class Gateway:
         finally:
             CURRENT.reset(token)
 
-    def _finish(self, call: _Call, response: Any, span: Any) -> CompletionResult:
-        tenant = call.tenant_file.tenant
+    def _charge(self, call: _Call, response: Any) -> _Charge:
+        """What the answered call cost: the deployment that answered, its token usage and the price."""
         answered = next((a for a in reversed(call.log.attempts) if a.ok), None)
         deployment = self._by_id[answered.deployment_id] if answered else call.decision.primary
         usage = TokenUsage.from_response_usage(getattr(response, "usage", None))
-        charged = cost(call.scopes.prices[deployment.id], usage, call.markup)
-        now = self._clock()
-        with self._store() as connection:
-            crossings = self._settle(connection, call, charged, usage, now)
-        self._alerts(call, crossings)
+        return _Charge(answered, deployment, usage, cost(call.scopes.prices[deployment.id], usage, call.markup))
 
+    def _settle(self, tx: LedgerTransaction, call: _Call, charge: _Charge, now: datetime) -> list[Crossing]:
+        """Everything a finished call writes, in the caller's one transaction."""
+        if call.admission is not None:
+            self.rates.correct(tx, call.admission, charge.usage.prompt + charge.usage.completion)
+        if call.reservation is None:
+            return []
+        return self.budgets.settle(tx, call.reservation, charge.cost, now)
+
+    def _complete(
+        self, call: _Call, response: Any, span: Any, charge: _Charge, crossings: list[Crossing]
+    ) -> CompletionResult:
+        """After settlement: alerts, the output scan, usage events and the span; the caller's result."""
+        tenant = call.tenant_file.tenant
+        deployment, usage = charge.deployment, charge.usage
+        self._alerts(call, crossings)
         choice = response.choices[0]
         message = _message_dict(choice.message)
         out_scan = guardrails.ScanOutcome("output", "clean")
@@ -434,18 +498,12 @@ class Gateway:
                 call.request,
                 tenant.id,
                 "guardrail",
-                {
-                    "call_id": call.call_id,
-                    "trace_id": call.trace_id,
-                    "department_id": call.department_id,
-                    **out_scan.summary(),
-                    "reason": _scan_reason(out_scan, tenant),
-                },
+                {**self._ids(call), **out_scan.summary(), "reason": _scan_reason(out_scan, tenant)},
             )
             message = out_scan.messages[0]
         summary = {"prompt": call.prompt_scan.summary(), "output": out_scan.summary()}
         fallback_depth = self._depth(call, deployment.id)
-        self._usage_events(call, summary, final=(answered, usage, charged))
+        self._usage_events(call, summary, final=(charge.answered, usage, charge.cost))
         telemetry.record_result(
             span,
             provider=deployment.provider,
@@ -457,7 +515,7 @@ class Gateway:
             output_tokens=usage.completion,
             cached_tokens=usage.cached,
             reasoning_tokens=usage.reasoning,
-            cost_usd=float(charged),
+            cost_usd=float(charge.cost),
             attempts=len(call.log.sent),
             fallback_depth=fallback_depth,
             sandbox=deployment.is_sandbox,
@@ -483,35 +541,30 @@ class Gateway:
             region=tenant.region,
             sandbox=deployment.is_sandbox,
             usage=usage,
-            cost_usd=charged,
+            cost_usd=charge.cost,
             attempts=len(call.log.sent),
             fallback_depth=fallback_depth,
             guardrails=summary,
         )
 
-    def _settle(
-        self, connection: LedgerTransaction, call: _Call, charged: Decimal, usage: TokenUsage, now: datetime
-    ) -> list[Crossing]:
-        """Everything a finished call writes, in the caller's one transaction."""
+    def _release(self, tx: LedgerTransaction, call: _Call, now: datetime) -> None:
+        """Give back what a call that got no answer held."""
+        # Rate windows before budget counters, the order admission and settlement lock them in.
         if call.admission is not None:
-            self.rates.correct(connection, call.admission, usage.prompt + usage.completion)
-        if call.reservation is None:
-            return []
-        return self.budgets.settle(connection, call.reservation, charged, now)
+            # Failed attempts used no tokens we can know of; the request itself still counts.
+            self.rates.correct(tx, call.admission, 0)
+        if call.reservation is not None:
+            self.budgets.release(tx, call.reservation, now)
 
-    def _fail(self, call: _Call, error: BaseException, span: Any) -> ProviderFailed:
-        """Release what the failed call held, record its attempts, and describe the failure."""
-        with self._store() as connection:
-            # Rate windows before budget counters, the order admission and settlement lock them in.
-            if call.admission is not None:
-                # Failed attempts used no tokens we can know of; the request itself still counts.
-                self.rates.correct(connection, call.admission, 0)
-            if call.reservation is not None:
-                self.budgets.release(connection, call.reservation, self._clock())
+    def _failed(self, call: _Call, error: BaseException, span: Any) -> ProviderFailed:
+        """After the release: record the failed call's attempts and describe the failure."""
         self._usage_events(call, {"prompt": call.prompt_scan.summary()}, final=None)
         failure = ProviderFailed(len(call.log.sent), type(error).__name__, _short(error))
         telemetry.record_error(span, error, failure.reason)
         return failure
+
+    def _events_full(self) -> bool:
+        return self._owns_events and self.events.pending >= self.events.batch_size
 
     # --- events ----------------------------------------------------------------------------------
 
