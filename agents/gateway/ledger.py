@@ -24,41 +24,14 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.sql import ClauseElement
+
+from agentprovision.store.compiled import CompiledStatement
 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class _Compiled:
-    sql: str
-    positions: tuple[str, ...] | None  # parameter order for positional paramstyles (SQLite's qmark)
-    processors: dict[str, Callable[[Any], Any]]
-    constants: dict[str, Any]  # values written into the statement itself, e.g. status="reserved"
-
-
-class LedgerStatement:
-    """A fixed Core statement, compiled on first use per dialect."""
-
-    def __init__(self, statement: ClauseElement):
-        self.statement = statement
-        self._compiled: dict[str, _Compiled] = {}
-
-    def compiled_for(self, dialect: Dialect) -> _Compiled:
-        compiled = self._compiled.get(dialect.name)
-        if compiled is None:
-            form = self.statement.compile(dialect=dialect)
-            processors, constants = {}, {}
-            for name, bind in form.binds.items():
-                processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
-                if processor is not None:
-                    processors[name] = processor
-                if bind.value is not None:
-                    constants[name] = bind.value
-            positions = tuple(form.positiontup) if form.positional and form.positiontup else None
-            compiled = _Compiled(form.string, positions, processors, constants)
-            self._compiled[dialect.name] = compiled  # a benign race: two threads compile the same thing
-        return compiled
+class LedgerStatement(CompiledStatement):
+    """A fixed ledger statement (see agentprovision.store.compiled)."""
 
 
 class LedgerTransaction:
@@ -85,11 +58,7 @@ class LedgerTransaction:
 
     def _run(self, statement: LedgerStatement, params: dict[str, Any]) -> None:
         compiled = statement.compiled_for(self.dialect)
-        values = {**compiled.constants, **params}
-        for name, processor in compiled.processors.items():
-            if name in values:
-                values[name] = processor(values[name])
-        arguments: Any = values if compiled.positions is None else tuple(values[n] for n in compiled.positions)
+        arguments = statement.arguments(self.dialect, params)
         try:
             self._cursor.execute(compiled.sql, arguments)
         except self.dialect.loaded_dbapi.Error as error:
