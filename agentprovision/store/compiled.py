@@ -10,6 +10,7 @@ SQLAlchemy would have stored.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ class _Compiled:
     positions: tuple[str, ...] | None  # parameter order for positional paramstyles (SQLite's qmark)
     processors: dict[str, Callable[[Any], Any]]
     constants: dict[str, Any]  # values written into the statement itself, e.g. status="reserved"
+    in_order: Callable[[dict[str, Any]], tuple[Any, ...]] | None  # the positional values of a parameter dict
 
 
 class CompiledStatement:
@@ -45,7 +47,11 @@ class CompiledStatement:
                 if bind.value is not None:
                     constants[name] = bind.value
             positions = tuple(form.positiontup) if form.positional and form.positiontup else None
-            compiled = _Compiled(form.string, positions, processors, constants)
+            in_order = None
+            if positions:
+                pick = operator.itemgetter(*positions)
+                in_order = (lambda values: (pick(values),)) if len(positions) == 1 else pick
+            compiled = _Compiled(form.string, positions, processors, constants, in_order)
             self._compiled[dialect.name] = compiled  # a benign race: two threads compile the same thing
         return compiled
 
@@ -56,4 +62,4 @@ class CompiledStatement:
         for name, processor in compiled.processors.items():
             if name in values:
                 values[name] = processor(values[name])
-        return values if compiled.positions is None else tuple(values[n] for n in compiled.positions)
+        return values if compiled.in_order is None else compiled.in_order(values)

@@ -69,6 +69,10 @@ class Detector:
     kind: Kind
     pattern: re.Pattern[str]
     valid: Callable[[str], bool] | None = None
+    # What any match must contain: a text without it is not searched at all (most prompts have no '@',
+    # many no digit), which halves the cost of a scan.
+    needs_digit: bool = False
+    needs_text: str | None = None
 
 
 # Order matters: earlier detectors win where matches overlap (a key can contain digits that look
@@ -79,6 +83,7 @@ DETECTORS: tuple[Detector, ...] = (
         re.compile(
             r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----(?:.*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|.*)", re.S
         ),
+        needs_text="-----BEGIN ",
     ),
     Detector(
         "api_key",
@@ -95,8 +100,13 @@ DETECTORS: tuple[Detector, ...] = (
             r"|(?i:\b(?:api[_-]?key|secret|token|password|passwd)\b\s*[:=]\s*)[\"']?[^\s\"']{12,}"
         ),
     ),
-    Detector("iban", re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b"), iban_ok),
-    Detector("payment_card", re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])"), _card_ok),
+    Detector(
+        "iban",
+        re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b"),
+        iban_ok,
+        needs_digit=True,
+    ),
+    Detector("payment_card", re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])"), _card_ok, needs_digit=True),
     Detector(
         "national_id",
         re.compile(
@@ -105,8 +115,13 @@ DETECTORS: tuple[Detector, ...] = (
             r"|\b\d{8}[A-HJ-NP-TV-Z]\b"  # Spanish DNI
         ),
         _national_id_ok,
+        needs_digit=True,
     ),
-    Detector("email", re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")),
+    Detector(
+        "email",
+        re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"),
+        needs_text="@",
+    ),
     Detector(
         "phone",
         re.compile(
@@ -114,8 +129,10 @@ DETECTORS: tuple[Detector, ...] = (
             r"|(?<![\w+])\(?\d{3}\)?[ .-]\d{3}[ .-]\d{4}(?!\w)"  # North American
             r"|(?<![\w+])0\d{2,4}[ -]\d{3,4}[ -]?\d{3,4}(?!\w)"  # national trunk prefix
         ),
+        needs_digit=True,
     ),
 )
+_DIGIT = re.compile(r"\d")
 
 
 @dataclass(frozen=True)
@@ -130,7 +147,10 @@ def find(text: str) -> list[Finding]:
     if not text:
         return []
     taken: list[Finding] = []
+    has_digit = _DIGIT.search(text) is not None
     for detector in DETECTORS:
+        if (detector.needs_digit and not has_digit) or (detector.needs_text and detector.needs_text not in text):
+            continue
         for match in detector.pattern.finditer(text):
             start, end = match.span()
             if any(start < f.end and f.start < end for f in taken):
