@@ -1,12 +1,11 @@
 """Short ops-store transactions for the gateway's budget and rate-limit ledger, run on the driver.
 
 Every model call runs two small transactions (admission before the call, settlement after it) of a
-few single-row statements. Through SQLAlchemy's Connection each statement costs some 25-30 µs of
-Python (execution context, event dispatch, result wrapping), several times what SQLite needs to run
-it, and per call that added up to a large share of the gateway's overhead. The ledger's statements
-are fixed, so each is still written once as a SQLAlchemy Core expression, compiled once per
-dialect, and then run on the DBAPI cursor with its parameters converted by SQLAlchemy's own bind
-processors (Decimal to float and datetime to text on SQLite; nothing on PostgreSQL).
+few single-row statements. Through SQLAlchemy's Connection each statement cost some 25-30 µs of
+Python, several times what SQLite needs to run it, so the ledger's statements are compiled once per
+dialect and run on the DBAPI cursor (agentprovision.store.compiled). Sync callers run their
+transactions in their own thread (`ledger_transaction`); async callers hand them to the gateway's
+one ledger thread (`LedgerWorker`), which commits the jobs of concurrent calls together.
 """
 
 from __future__ import annotations
