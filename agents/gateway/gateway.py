@@ -234,10 +234,9 @@ class Gateway:
                 raise
             charge = self._charge(call, response)
             now = self._clock()
-            try:
-                crossings = await self._ledger.run(lambda tx: self._settle(tx, call, charge, now))
-            except asyncio.CancelledError:
-                raise  # the settlement still commits on the ledger thread; only its alerts are not sent
+            # Cancelled while this is queued, the settlement still commits on the ledger thread; only its
+            # alerts and usage events are not written.
+            crossings = await self._ledger.run(lambda tx: self._settle(tx, call, charge, now))
             result = self._complete(call, response, span, charge, crossings)
         if self._events_full():
             await asyncio.to_thread(self.events.flush)  # once per batch of events, off the event loop
