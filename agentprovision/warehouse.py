@@ -267,7 +267,7 @@ ARROW_TYPES = {
 }
 
 # Rows per Arrow batch: a load of any size holds at most this many rows in memory at a time. DuckDB's row
-# group size: appending whole row groups cost about a fifth less CPU than batches of 50,000 rows (measured).
+# group size: appending whole row groups leaves its commit less to do than batches of 50,000 rows.
 LOAD_BATCH_ROWS = 122_880
 
 WriteBatch = Callable[[pa.Table], None]  # appends one batch to its raw table inside the load's transaction
@@ -324,9 +324,9 @@ def _postgres_batches(
     ops: Engine, table: RawTable, after_seq: int | None, gaps: Iterable[int]
 ) -> Iterator[list[pa.Array]]:
     """From PostgreSQL through Arrow's ADBC driver: the rows arrive by binary COPY and become Arrow
-    columns in C, at well under half the CPU of building Python row objects (docs/benchmarks.md).
-    The driver is a separate libpq client on the same login as `ops`, so it sees exactly what the
-    ops engine sees, row-level security included."""
+    columns in C, cheaper than building Python row objects (docs/benchmarks.md). The driver is a
+    separate libpq client on the same login as `ops`, so it sees exactly what the ops engine sees,
+    row-level security included."""
     # literal_binds: the only parameters are seq numbers (ints), so the statement is safe to inline.
     statement = str(_query(table, after_seq, gaps).compile(ops, compile_kwargs={"literal_binds": True}))
     kinds = list(table.columns.values())
