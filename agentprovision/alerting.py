@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from agentprovision.apply import current_version
+from agentprovision.apply import applied_platform_settings
 from agentprovision.config.schema import AlertingSettings
 from agentprovision.events import PlatformEvent
 from agentprovision.marts import MartReader, Scope
@@ -86,11 +86,7 @@ def evaluate_mart_alerts(
 
 def configured_thresholds(engine: Engine) -> AlertingSettings:
     """The `alerting` thresholds of the applied configuration; the defaults before any is applied."""
-    with transaction(session_factory(engine)) as session:
-        version = current_version(session)
-        content = version.content if version is not None else {}
-    # The stored content passed validation when it was applied; only this block is needed here.
-    return AlertingSettings.model_validate(content.get("platform", {}).get("platform", {}).get("alerting") or {})
+    return AlertingSettings.model_validate(applied_platform_settings(engine).get("alerting") or {})
 
 
 def _raised_keys(engine: Engine, since: datetime) -> set[str]:

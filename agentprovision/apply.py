@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, inspect, select
+from sqlalchemy import Engine, func, inspect, select
 from sqlalchemy.orm import Session
 
 from agentprovision.config import AdminConfig, config_fingerprint
 from agentprovision.store import models as m
 from agentprovision.store.audit import append_audit
+from agentprovision.store.db import session_factory, transaction
 
 
 @dataclass
@@ -91,6 +92,17 @@ def diff(old: dict[str, Any], new: dict[str, Any]) -> list[EntityChange]:
 
 def current_version(session: Session) -> m.ConfigVersion | None:
     return session.scalar(select(m.ConfigVersion).order_by(m.ConfigVersion.version.desc()).limit(1))
+
+
+def applied_platform_settings(engine: Engine) -> dict[str, Any]:
+    """The `platform` settings block of the applied configuration as stored; {} before any apply.
+
+    The stored content passed validation when it was applied: callers validate only the part they read.
+    """
+    with transaction(session_factory(engine)) as session:
+        version = current_version(session)
+        content = version.content if version is not None else {}
+    return content.get("platform", {}).get("platform", {})
 
 
 def plan(session: Session, config: AdminConfig) -> list[EntityChange]:

@@ -184,6 +184,18 @@ def insert_arrow(path: Path, batches: list[pa.Table]) -> None:
         con.execute("COMMIT")
 
 
+def timed_load(t: Stopwatch, key: str, engine, sample: list[pa.Table], destination: Path) -> None:  # type: ignore[no-untyped-def]
+    """Put `sample` into the ops store (not timed), then time `load_raw` of it into a new warehouse."""
+    fill_ops_events(engine, sample)
+    with t(key):
+        reports = load_raw(engine, destination)
+    engine.dispose()
+    loaded = next(r.rows for r in reports if r.table == "events")
+    expected = sum(batch.num_rows for batch in sample)
+    if loaded != expected:
+        raise SystemExit(f"load_raw ({engine.dialect.name} ops store) loaded {loaded} events, expected {expected}")
+
+
 def slice_batches(batches: list[pa.Table], rows: int) -> list[pa.Table]:
     out, left = [], rows
     for batch in batches:
@@ -382,23 +394,11 @@ def run(
     log(f"ingestion: plain DuckDB insert vs load_raw, {ingest:,} events")
     with t("raw_insert"):
         insert_arrow(work / "baseline.duckdb", sample)
-    fill_ops_events(engine, sample)
-    with t("load_raw"):
-        reports = load_raw(engine, work / "ingested.duckdb")
-    loaded = next(r.rows for r in reports if r.table == "events")
-    if loaded != ingest:
-        raise SystemExit(f"load_raw loaded {loaded} events, expected {ingest}")
-    engine.dispose()
+    timed_load(t, "load_raw", engine, sample, work / "ingested.duckdb")
     if postgres_admin:
         log(f"ingestion from a PostgreSQL ops store, {ingest:,} events")
         pg_engine, _ = postgres_ops_store(postgres_admin)
-        fill_ops_events(pg_engine, sample)
-        with t("load_raw_pg"):
-            reports = load_raw(pg_engine, work / "ingested_pg.duckdb")
-        loaded = next(r.rows for r in reports if r.table == "events")
-        if loaded != ingest:
-            raise SystemExit(f"load_raw from PostgreSQL loaded {loaded} events, expected {ingest}")
-        pg_engine.dispose()
+        timed_load(t, "load_raw_pg", pg_engine, sample, work / "ingested_pg.duckdb")
     del sample
 
     # 2. full build: snapshot tables from a config-only store, then every event as Arrow

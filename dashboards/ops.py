@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from agentprovision.apply import current_version, diff
+from agentprovision.apply import applied_platform_settings, current_version, diff
 from agentprovision.settings import load_settings
 from agentprovision.store import models as m
 from agentprovision.store.agent_models import AgentApproval
@@ -85,11 +85,7 @@ class SignInUser:
 
 def platform_environment(engine: Engine) -> str | None:
     """The environment of the config the platform runs with (dev | production); None before any apply."""
-    with transaction(session_factory(engine)) as session:
-        version = current_version(session)
-        if version is None:
-            return None
-        return version.content.get("platform", {}).get("platform", {}).get("environment")
+    return applied_platform_settings(engine).get("environment")
 
 
 def sign_in_users(engine: Engine) -> list[SignInUser]:

@@ -11,7 +11,7 @@ import dagster as dg
 from sqlalchemy import select
 
 from agentprovision.alerting import configured_thresholds, evaluate_mart_alerts
-from agentprovision.apply import current_version
+from agentprovision.apply import applied_platform_settings
 from agentprovision.config.schema import GatewaySettings
 from agentprovision.dispatch import due_syncs, plan_dispatch, record_refusals, still_queued
 from agentprovision.events import PlatformEvent, write_events
@@ -118,10 +118,7 @@ def stale_reservations_sensor(context: dg.SensorEvaluationContext, ops_store: Op
     A sweep, not a run: it is one short statement, and a sensor tick is the cheapest place for it.
     """
     engine = ops_store.engine
-    with transaction(session_factory(engine)) as session:
-        version = current_version(session)
-        content = version.content if version is not None else {}
-    gateway = GatewaySettings.model_validate(content.get("platform", {}).get("platform", {}).get("gateway") or {})
+    gateway = GatewaySettings.model_validate(applied_platform_settings(engine).get("gateway") or {})
     released = release_stale_reservations(engine, timedelta(minutes=gateway.stale_reservation_minutes))
     return dg.SkipReason(f"released {released} reservation(s) older than {gateway.stale_reservation_minutes} minutes")
 
