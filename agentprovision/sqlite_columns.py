@@ -15,11 +15,11 @@ Values come as the bytes SQLite holds (integers and reals as their text); caller
 from __future__ import annotations
 
 import sqlite3
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 # Key values one SELECT covers. SQLite refuses values over SQLITE_MAX_LENGTH (1e9 bytes by default): a
 # range whose column would be longer is retried half as wide.
@@ -44,18 +44,17 @@ def _packed_select(table: str, columns: Sequence[str], where: str) -> str:
 
 
 def _binary_column(rows: int, lengths_text: bytes, data: bytes | None) -> pa.Array:
-    lengths = pc.split_pattern(pa.array([lengths_text], pa.binary()).cast(pa.string()), ",").flatten()
-    lengths = lengths.cast(pa.int64()).to_numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # text it cannot parse: caught by the count below
+        lengths = np.fromstring(lengths_text, dtype=np.int32, sep=",")
     if len(lengths) != rows:
         raise RuntimeError(f"SQLite packed {len(lengths)} lengths for {rows} rows")
-    offsets = np.zeros(rows + 1, dtype=np.int64)
+    # One SQLite value holds the whole column (at most SQLITE_MAX_LENGTH < 2**31 bytes): 32-bit offsets fit.
+    offsets = np.zeros(rows + 1, dtype=np.int32)
     np.cumsum(np.maximum(lengths, 0), out=offsets[1:])
     missing = lengths < 0
     nulls = pa.array(~missing).buffers()[1] if missing.any() else None
-    column = pa.LargeBinaryArray.from_buffers(
-        pa.large_binary(), rows, [nulls, pa.py_buffer(offsets), pa.py_buffer(data or b"")]
-    )
-    return column.cast(pa.binary())  # at most 1e9 bytes per query: always fits 32-bit offsets
+    return pa.BinaryArray.from_buffers(pa.binary(), rows, [nulls, pa.py_buffer(offsets), pa.py_buffer(data or b"")])
 
 
 def _columns_of(row: tuple, width: int) -> list[pa.Array]:

@@ -10,7 +10,9 @@ Three measurements, each against a baseline that does the same work without the 
    same rows as Arrow tables. Both are timed on the same `--ingest-events` rows (by default at most
    1M, to keep the run short; the figure is a rate). Goal: at least 0.5x. With `--postgres-ops ADMIN_URL`
    the same rows are also loaded from a PostgreSQL ops store (the production setup; read through Arrow's
-   ADBC driver); the PostgreSQL server's own CPU is not counted there.
+   ADBC driver); the PostgreSQL server's own CPU is not counted there. The comparison runs in
+   `--ingest-rounds` alternating rounds (3 by default) and reports the median round: on the shared
+   machine one load can take half as long again as the next.
 2. Full build. `dbt run` of the cost marts and everything upstream of them (`+rpt_chargeback_monthly`:
    staging views, fct_llm_calls, fct_cost_daily, the chargeback report) against the same
    transformations as hand-written DuckDB SQL, plus dbt's fixed start-up (parse, connect, an empty
@@ -35,6 +37,7 @@ import argparse
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -184,16 +187,32 @@ def insert_arrow(path: Path, batches: list[pa.Table]) -> None:
         con.execute("COMMIT")
 
 
-def timed_load(t: Stopwatch, key: str, engine, sample: list[pa.Table], destination: Path) -> None:  # type: ignore[no-untyped-def]
-    """Put `sample` into the ops store (not timed), then time `load_raw` of it into a new warehouse."""
-    fill_ops_events(engine, sample)
-    with t(key):
-        reports = load_raw(engine, destination)
-    engine.dispose()
-    loaded = next(r.rows for r in reports if r.table == "events")
+def ingestion_rounds(
+    t: Stopwatch, rounds: int, sample: list[pa.Table], stores: dict[str, object], work: Path
+) -> dict[str, list[float]]:
+    """Time the plain insert and `load_raw` from each ops store in `stores` (key -> engine holding
+    `sample`), alternating, `rounds` times; each writes a new warehouse file. The stopwatch keeps the
+    median round of each; the CPU seconds of every round are returned."""
     expected = sum(batch.num_rows for batch in sample)
-    if loaded != expected:
-        raise SystemExit(f"load_raw ({engine.dialect.name} ops store) loaded {loaded} events, expected {expected}")
+    per_round: dict[str, list[tuple[float, float]]] = {"raw_insert": [], **{key: [] for key in stores}}
+    for number in range(rounds):
+        log(f"ingestion round {number + 1} of {rounds}")
+        with t("raw_insert"):
+            insert_arrow(work / f"baseline_{number}.duckdb", sample)
+        per_round["raw_insert"].append((t.wall["raw_insert"], t.cpu["raw_insert"]))
+        for key, engine in stores.items():
+            with t(key):
+                reports = load_raw(engine, work / f"{key}_{number}.duckdb")  # type: ignore[arg-type]
+            per_round[key].append((t.wall[key], t.cpu[key]))
+            loaded = next(r.rows for r in reports if r.table == "events")
+            if loaded != expected:
+                raise SystemExit(f"load_raw ({key}) loaded {loaded} events, expected {expected}")
+        for path in work.glob(f"*_{number}.duckdb"):
+            path.unlink()
+    for key, timings in per_round.items():
+        t.wall[key] = statistics.median(wall for wall, _ in timings)
+        t.cpu[key] = statistics.median(cpu for _, cpu in timings)
+    return {key: [cpu for _, cpu in timings] for key, timings in per_round.items()}
 
 
 def slice_batches(batches: list[pa.Table], rows: int) -> list[pa.Table]:
@@ -375,7 +394,12 @@ def same_results(warehouse: Path) -> str:
 
 
 def run(
-    total: int, ingest: int, work: Path, build_all: bool = True, postgres_admin: str | None = None
+    total: int,
+    ingest: int,
+    work: Path,
+    build_all: bool = True,
+    postgres_admin: str | None = None,
+    ingest_rounds: int = 3,
 ) -> dict[str, object]:
     figures: dict[str, object] = {"events": total, "ingest_events": ingest}
     t = Stopwatch()
@@ -389,16 +413,18 @@ def run(
     # of the process, paid here so that neither side of the ingestion comparison is charged with it.
     pa.array([1])
 
-    # 1. ingestion, on the same `ingest` rows
+    # 1. ingestion, on the same `ingest` rows, put into each ops store once (not timed)
     sample = slice_batches(batches, ingest)
-    log(f"ingestion: plain DuckDB insert vs load_raw, {ingest:,} events")
-    with t("raw_insert"):
-        insert_arrow(work / "baseline.duckdb", sample)
-    timed_load(t, "load_raw", engine, sample, work / "ingested.duckdb")
+    stores: dict[str, object] = {"load_raw": engine}
+    fill_ops_events(engine, sample)
     if postgres_admin:
-        log(f"ingestion from a PostgreSQL ops store, {ingest:,} events")
         pg_engine, _ = postgres_ops_store(postgres_admin)
-        timed_load(t, "load_raw_pg", pg_engine, sample, work / "ingested_pg.duckdb")
+        fill_ops_events(pg_engine, sample)
+        stores["load_raw_pg"] = pg_engine
+    log(f"ingestion: plain DuckDB insert vs load_raw from {len(stores)} ops store(s), {ingest:,} events")
+    figures["ingest_rounds"] = ingestion_rounds(t, ingest_rounds, sample, stores, work)
+    for store in stores.values():
+        store.dispose()  # type: ignore[attr-defined]
     del sample
 
     # 2. full build: snapshot tables from a config-only store, then every event as Arrow
@@ -489,6 +515,11 @@ def render(figures: dict[str, object]) -> str:
     ingest_ratio = cpu["raw_insert"] / cpu["load_raw"]
     if "load_raw_pg" in cpu:
         pg_ratio = cpu["raw_insert"] / cpu["load_raw_pg"]
+    rounds: dict[str, list[float]] = figures["ingest_rounds"]  # type: ignore[assignment]
+
+    def round_ratios(key: str) -> str:
+        return ", ".join(f"{base / load:.2f}" for base, load in zip(rounds["raw_insert"], rounds[key], strict=True))
+
     budget = {clock: 1.25 * c["hand"] + c["dbt_startup"] for clock, c in (("wall", wall), ("cpu", cpu))}
     incremental_wall = wall["dbt_incremental"] - wall["dbt_startup"]
 
@@ -550,6 +581,10 @@ def render(figures: dict[str, object]) -> str:
             incremental_wall < 5,
         ),
         "",
+        f"Ingestion rows are the median of {len(rounds['raw_insert'])} alternating rounds on the same events;"
+        f" the ratio in each round: {round_ratios('load_raw')} from SQLite"
+        + (f", {round_ratios('load_raw_pg')} from PostgreSQL." if "load_raw_pg" in rounds else "."),
+        "",
         f"Hand-written and dbt results agree: {figures['agreement']}.",
         "",
         f"Slowest models, full run: {figures['full_models']}; incremental run: {figures['incremental_models']}.",
@@ -589,6 +624,9 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the working directory (printed at the end)")
     parser.add_argument("--skip-build-all", action="store_true", help="leave out the informational full dbt build")
     parser.add_argument(
+        "--ingest-rounds", type=int, default=3, help="alternating rounds of the ingestion comparison (default 3)"
+    )
+    parser.add_argument(
         "--postgres-ops",
         metavar="ADMIN_URL",
         help="also time ingestion from a PostgreSQL ops store (a database ap_bench_ops is created on that server)",
@@ -599,7 +637,14 @@ def main() -> None:
     ingest = min(args.ingest_events or 1_000_000, args.events)
     work = Path(tempfile.mkdtemp(prefix="ap-warehouse-bench-"))
     try:
-        figures = run(args.events, ingest, work, build_all=not args.skip_build_all, postgres_admin=args.postgres_ops)
+        figures = run(
+            args.events,
+            ingest,
+            work,
+            build_all=not args.skip_build_all,
+            postgres_admin=args.postgres_ops,
+            ingest_rounds=args.ingest_rounds,
+        )
         section = render(figures)
     finally:
         if not args.keep:
