@@ -62,6 +62,18 @@ def _columns_of(row: tuple, width: int) -> list[pa.Array]:
     return [_binary_column(rows, row[1 + 2 * i], row[2 + 2 * i]) for i in range(width)]
 
 
+def _range_keys(cursor: sqlite3.Cursor, sql: str, last: int, span: int, rows: int) -> pa.Array:
+    """The keys of the rows in (last, last + span], in the order the packed aggregates saw them: a range
+    scan of an integer primary key visits rows in key order."""
+    if rows == span:
+        return pa.array(np.arange(last + 1, last + span + 1, dtype=np.int64))
+    (text,) = cursor.execute(sql, (last, last + span)).fetchall()[0]
+    keys = np.fromstring(text, dtype=np.int64, sep=",")
+    if len(keys) != rows:
+        raise RuntimeError(f"SQLite listed {len(keys)} keys for {rows} rows")
+    return pa.array(keys)
+
+
 def read_columns(
     connection: sqlite3.Connection,
     table: str,
@@ -74,6 +86,7 @@ def read_columns(
 ) -> Iterator[list[pa.Array]]:
     """Binary Arrow columns of `table`'s rows with `key` above `after` (every row when None) or in `listed`,
     one list of columns per SELECT of `span` key values (default ROWS_PER_QUERY), in one read transaction.
+    Outside `listed`, the `key` column (when asked for) comes as int64 rather than text.
 
     `key` must be an integer key SQLite can seek on (the rowid or its alias). Rows are taken in ranges
     of key values, not with ORDER BY ... LIMIT: feeding the aggregates from a sorted, limited subquery
@@ -104,7 +117,10 @@ def read_columns(
             return
         last = low if after is None else max(after, low)
         span = span or ROWS_PER_QUERY
-        ranged = _packed_select(table, columns, f"{key} > ? AND {key} <= ?")
+        # In a range where every key is present the key column is known without reading it.
+        packed = [column for column in columns if column != key]
+        ranged = _packed_select(table, packed, f"{key} > ? AND {key} <= ?")
+        keys_in = f"SELECT CAST(group_concat({key}) AS BLOB) FROM {_quote(table)} WHERE {key} > ? AND {key} <= ?"
         while last < high:
             try:
                 row = cursor.execute(ranged, (last, last + span)).fetchall()[0]
@@ -113,9 +129,12 @@ def read_columns(
                     raise
                 span //= 2
                 continue
-            last += span
             if row[0]:
-                yield _columns_of(row, width)
+                values = dict(zip(packed, _columns_of(row, len(packed)), strict=True))
+                if key in columns:
+                    values[key] = _range_keys(cursor, keys_in, last, span, row[0])
+                yield [values[column] for column in columns]
+            last += span
     finally:
         if own_transaction:
             cursor.execute("ROLLBACK")

@@ -393,6 +393,8 @@ def _sqlite_batches(
 
 
 def _from_sqlite(column: pa.Array, kind: str) -> pa.Array:
+    if pa.types.is_integer(column.type):  # a key column read_columns derived itself
+        return column.cast(ARROW_TYPES[kind])
     text = column.cast(pa.string())  # validates UTF-8
     if kind == "TIMESTAMPTZ":
         return text.cast(pa.timestamp("us")).cast(ARROW_TYPES[kind])  # the store writes UTC

@@ -36,7 +36,7 @@ def test_every_value_comes_back_as_the_bytes_sqlite_holds(tmp_path: Path) -> Non
 
     expected = [
         (
-            str(seq).encode(),
+            seq,  # the key comes as an integer
             None if label is None else label.encode(),
             None if amount is None else connection.execute("SELECT CAST(? AS TEXT)", [amount]).fetchone()[0].encode(),
             None if count is None else str(count).encode(),
@@ -54,7 +54,9 @@ def test_ranges_follow_the_key_past_after_and_add_listed_keys(tmp_path: Path, mo
 
     batches = list(read_columns(connection, "t", ["seq", "label"], key="seq", after=10, listed=[2, 3, 999]))
 
-    assert [int(row[0]) for row in as_rows(batches)] == [2, 3, 11, 40, 41, 42, 43, 44, 45, 46, 47, 48, 200]
+    rows = as_rows(batches)
+    assert [int(row[0]) for row in rows] == [2, 3, 11, 40, 41, 42, 43, 44, 45, 46, 47, 48, 200]
+    assert all(label == f"row {int(seq)}".encode() for seq, label in rows)  # keys line up with their rows
     assert all(len(columns[0]) <= 7 for columns in batches)
     assert list(read_columns(connection, "t", ["seq"], key="seq", after=200)) == []
 

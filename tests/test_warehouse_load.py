@@ -197,6 +197,7 @@ def test_a_load_in_many_batches_lands_every_event_once_and_intact(
     rows = raw_events(destination)
     assert [row[0] for row in rows] == list(range(1, 3_001))  # every seq once, none skipped
     by_id = {row[1]: row for row in rows}
+    assert [by_id[event.event_id][0] for event in events] == list(range(1, 3_001))  # each row keeps its own seq
     for event in events:
         _, _, tenant_id, agent_id, occurred_at, payload = by_id[event.event_id]
         assert (tenant_id, agent_id, occurred_at) == (event.tenant_id, event.agent_id, event.occurred_at)
