@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import faulthandler
 import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 from gateway_support import budget_worker, deployment, rate_worker, request, tenant, write_config
@@ -20,6 +24,7 @@ from agents.gateway.budgets import release_stale_reservations
 from governance.tenancy import app_engine_url, grant_app_login
 
 MODELS = [deployment("sandbox-basic", tier="basic")]  # 2 USD in, 8 USD out per Mtok
+T = TypeVar("T")
 
 
 def _events(engine: Engine, kind: str, name: str | None = None) -> list[Event]:
@@ -187,6 +192,15 @@ def test_rpm_and_tpm_limits_hold_across_gateways_sharing_the_store(
     assert sorted(e.payload["limit_kind"] for e in _events(store, "policy", "rate_limit")) == ["rpm", "tpm"]
 
 
+def in_two_processes(worker: Callable[..., T], *args: Any) -> list[T]:
+    """`worker(*args)` in two fresh processes at once. A process that dies fails the test at once with
+    BrokenProcessPool (a multiprocessing.Pool would wait for its lost task forever); faulthandler makes
+    a native crash print its stack."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(2, mp_context=context, initializer=faulthandler.enable) as pool:
+        return list(pool.map(worker, *([arg, arg] for arg in args), timeout=300))
+
+
 def test_200_concurrent_calls_from_2_processes_never_overspend(store: Engine, store_url: str, tmp_path: Path) -> None:
     hard = Decimal("0.5")
     config_dir = tmp_path / "c"
@@ -195,9 +209,7 @@ def test_200_concurrent_calls_from_2_processes_never_overspend(store: Engine, st
     dear = deployment("sandbox-dear", tier="basic", price={"input_per_mtok_usd": 100, "output_per_mtok_usd": 400})
     write_config(config_dir, [dear], [tenant("acme", hard=float(hard))])
     max_tokens = 40
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(2) as pool:
-        outcomes = pool.starmap(budget_worker, [(str(config_dir), store_url, 100, max_tokens)] * 2)
+    outcomes = in_two_processes(budget_worker, str(config_dir), store_url, 100, max_tokens)
     ok = sum(o["ok"] for o in outcomes)
     refused = sum(o["refused"] for o in outcomes)
     assert ok + refused == 200
@@ -244,9 +256,7 @@ def test_rpm_and_tpm_hold_across_two_processes_per_tenant_and_per_agent(
         ],
     )
     moment = "2026-07-01T10:00:30+00:00"  # both processes count in the same minute
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(2) as pool:
-        outcomes = pool.starmap(rate_worker, [(str(config_dir), store_url, 20, moment)] * 2)
+    outcomes = in_two_processes(rate_worker, str(config_dir), store_url, 20, moment)
     total = {t: {k: sum(o[t][k] for o in outcomes) for k in ("ok", "rpm", "tpm")} for t in ("alpha", "beta", "gamma")}
     print(f"rate limits across 2 processes: {total}")
     # 40 requests each; exactly the limit got through, whichever process asked.
