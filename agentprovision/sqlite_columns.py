@@ -9,7 +9,8 @@ sees a few dozen objects per batch instead of millions.
 Byte lengths rather than a separator keep any content intact (quotes, newlines, NUL, non-ASCII).
 Every aggregate in one SELECT steps through the same rows in the same order, so the columns line up
 (the order itself does not matter to a load).
-Values come as the bytes SQLite holds (integers and reals as their text); callers cast them.
+Values come as the bytes SQLite holds (integers and reals as their text); callers cast them. The key
+column of a range scan is the exception: it comes as int64, and is not even read when the range is full.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from collections.abc import Iterable, Iterator, Sequence
 import numpy as np
 import pyarrow as pa
 
-# Key values one SELECT covers. SQLite refuses values over SQLITE_MAX_LENGTH (1e9 bytes by default): a
+# Key values one SELECT covers by default. SQLite refuses values over SQLITE_MAX_LENGTH (1e9 bytes by default): a
 # range whose column would be longer is retried half as wide.
-ROWS_PER_QUERY = 16_384
+DEFAULT_SPAN = 16_384
 # Seqs of one `key IN (...)` query when reading listed keys.
 KEYS_PER_QUERY = 1_000
 
@@ -85,7 +86,7 @@ def read_columns(
     span: int | None = None,
 ) -> Iterator[list[pa.Array]]:
     """Binary Arrow columns of `table`'s rows with `key` above `after` (every row when None) or in `listed`,
-    one list of columns per SELECT of `span` key values (default ROWS_PER_QUERY), in one read transaction.
+    one list of columns per SELECT of `span` key values (default DEFAULT_SPAN), in one read transaction.
     Outside `listed`, the `key` column (when asked for) comes as int64 rather than text.
 
     `key` must be an integer key SQLite can seek on (the rowid or its alias). Rows are taken in ranges
@@ -116,7 +117,7 @@ def read_columns(
         if high is None:
             return
         last = low if after is None else max(after, low)
-        span = span or ROWS_PER_QUERY
+        span = span or DEFAULT_SPAN
         # In a range where every key is present the key column is known without reading it.
         packed = [column for column in columns if column != key]
         ranged = _packed_select(table, packed, f"{key} > ? AND {key} <= ?")

@@ -48,7 +48,7 @@ def test_every_value_comes_back_as_the_bytes_sqlite_holds(tmp_path: Path) -> Non
 
 
 def test_ranges_follow_the_key_past_after_and_add_listed_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sqlite_columns, "ROWS_PER_QUERY", 7)
+    monkeypatch.setattr(sqlite_columns, "DEFAULT_SPAN", 7)
     seqs = [1, 2, 3, 10, 11, 40, 41, 42, 43, 44, 45, 46, 47, 48, 200]  # gaps wider than a query's range
     connection = table_with(tmp_path / "t.db", [(s, f"row {s}", None, s) for s in seqs])
 
@@ -74,7 +74,7 @@ def test_a_range_too_long_for_one_sqlite_value_is_read_in_narrower_ranges(tmp_pa
 def test_reads_take_one_snapshot_and_leave_no_transaction_behind(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_columns, "ROWS_PER_QUERY", 10)
+    monkeypatch.setattr(sqlite_columns, "DEFAULT_SPAN", 10)
     path = tmp_path / "t.db"
     connection = table_with(path, [(i, "a", None, i) for i in range(1, 101)])
     connection.execute("PRAGMA journal_mode=WAL")
