@@ -634,6 +634,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.events < INCREMENT:
         parser.error(f"--events must be at least {INCREMENT:,}")
+    if args.ingest_rounds < 1:
+        parser.error("--ingest-rounds must be at least 1")
     ingest = min(args.ingest_events or 1_000_000, args.events)
     work = Path(tempfile.mkdtemp(prefix="ap-warehouse-bench-"))
     try:
