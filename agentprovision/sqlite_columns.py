@@ -75,6 +75,15 @@ def _range_keys(cursor: sqlite3.Cursor, sql: str, last: int, span: int, rows: in
     return pa.array(keys)
 
 
+def _is_rowid(cursor: sqlite3.Cursor, table: str, key: str) -> bool:
+    """Whether `key` is the table's rowid or its alias (a lone INTEGER PRIMARY KEY): the order of its
+    range scans is then the order of the rows in the table's own B-tree."""
+    if key.lower() in ("rowid", "_rowid_", "oid"):
+        return True
+    primary = [row for row in cursor.execute(f"PRAGMA table_info({_quote(table)})") if row[5]]
+    return len(primary) == 1 and primary[0][1] == key and primary[0][2].upper() == "INTEGER"
+
+
 def read_columns(
     connection: sqlite3.Connection,
     table: str,
@@ -95,6 +104,9 @@ def read_columns(
     """
     width = len(columns)
     cursor = connection.cursor()
+    if not _is_rowid(cursor, table, key):
+        cursor.close()
+        raise ValueError(f"{table}.{key} is not the table's rowid or an INTEGER PRIMARY KEY alias of it")
     own_transaction = not connection.in_transaction
     if own_transaction:
         cursor.execute("BEGIN")  # deferred: a snapshot for reading, no write lock

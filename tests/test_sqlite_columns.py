@@ -93,3 +93,10 @@ def test_reads_take_one_snapshot_and_leave_no_transaction_behind(
 def test_an_empty_table_gives_no_batches(tmp_path: Path) -> None:
     connection = table_with(tmp_path / "t.db", [])
     assert list(read_columns(connection, "t", ["seq", "label"])) == []
+
+
+def test_a_key_that_is_not_the_rowid_is_refused(tmp_path: Path) -> None:
+    connection = table_with(tmp_path / "t.db", [(1, "a", None, 1)])
+    with pytest.raises(ValueError, match=r"t\.count is not the table's rowid"):
+        next(read_columns(connection, "t", ["seq"], key="count"))
+    assert [int(row[0]) for row in as_rows(list(read_columns(connection, "t", ["seq"])))] == [1]  # rowid itself
