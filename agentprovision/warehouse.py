@@ -268,7 +268,7 @@ ARROW_TYPES = {
 }
 
 # Rows per Arrow batch: a load of any size holds at most this many rows in memory at a time. DuckDB's row
-# group size: appending whole row groups leaves its commit less to do than batches of 50,000 rows.
+# group size: DuckDB appends a batch of exactly this length at the cost of a plain insert (_exact_batches).
 LOAD_BATCH_ROWS = 122_880
 # Bytes per batch the ADBC PostgreSQL driver reads before handing it on (see _postgres_batches).
 POSTGRES_READ_BATCH_BYTES = 128 * 1024 * 1024

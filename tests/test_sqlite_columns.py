@@ -79,14 +79,17 @@ def test_reads_take_one_snapshot_and_leave_no_transaction_behind(
     connection = table_with(path, [(i, "a", None, i) for i in range(1, 101)])
     connection.execute("PRAGMA journal_mode=WAL")
     writer = sqlite3.connect(path, isolation_level=None)
-    reader = read_columns(connection, "t", ["seq"], key="seq", after=0)
+    reader = read_columns(connection, "t", ["seq", "label"], key="seq", after=0)
 
-    seqs = next(reader)[0].to_pylist()
-    writer.execute("INSERT INTO t VALUES (101, 'late', NULL, 101)")  # committed while the read is open
-    for columns in reader:
-        seqs.extend(columns[0].to_pylist())
+    batches = [next(reader)]
+    # Committed while the read is open: a row past the end, and a change to a row not read yet.
+    writer.execute("INSERT INTO t VALUES (101, 'late', NULL, 101)")
+    writer.execute("UPDATE t SET label = 'changed' WHERE seq = 95")
+    batches.extend(reader)
 
-    assert [int(s) for s in seqs] == list(range(1, 101))  # the late row waits for the next read
+    rows = as_rows(batches)
+    assert [int(s) for s, _ in rows] == list(range(1, 101))  # the late row waits for the next read
+    assert {label for _, label in rows} == {b"a"}  # every range saw the snapshot of the first
     assert not connection.in_transaction
 
 

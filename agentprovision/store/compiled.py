@@ -22,10 +22,10 @@ from sqlalchemy.sql import ClauseElement
 @dataclass(frozen=True)
 class _Compiled:
     sql: str
-    positions: tuple[str, ...] | None  # parameter order for positional paramstyles (SQLite's qmark)
     processors: dict[str, Callable[[Any], Any]]
     constants: dict[str, Any]  # values written into the statement itself, e.g. status="reserved"
-    in_order: Callable[[dict[str, Any]], tuple[Any, ...]] | None  # the positional values of a parameter dict
+    # The values of a parameter dict in statement order, for positional paramstyles (SQLite's qmark).
+    in_order: Callable[[dict[str, Any]], tuple[Any, ...]] | None
 
 
 class CompiledStatement:
@@ -51,7 +51,7 @@ class CompiledStatement:
             if positions:
                 pick = operator.itemgetter(*positions)
                 in_order = (lambda values: (pick(values),)) if len(positions) == 1 else pick
-            compiled = _Compiled(form.string, positions, processors, constants, in_order)
+            compiled = _Compiled(form.string, processors, constants, in_order)
             self._compiled[dialect.name] = compiled  # a benign race: two threads compile the same thing
         return compiled
 
