@@ -244,6 +244,34 @@ def test_cached_and_reasoning_tokens_are_charged_once_at_their_own_rates(
     assert (result.usage.cached, result.usage.reasoning) == (8000, 2000)
 
 
+def test_litellm_is_given_each_deployments_list_price(peer: OpenAIPeer, engine: Engine, tmp_path: Path) -> None:
+    # A contract-priced model LiteLLM's map does not know: without the rates LiteLLM would call it free
+    # (and run its slow zero-cost diagnostic after every call, see docs/benchmarks.md).
+    usage = {
+        "prompt_tokens": 10_000,
+        "completion_tokens": 3_000,
+        "total_tokens": 13_000,
+        "prompt_tokens_details": {"cached_tokens": 8_000},
+        "completion_tokens_details": {"reasoning_tokens": 2_000},
+    }
+    price = {
+        "input_per_mtok_usd": 2,
+        "cached_input_per_mtok_usd": 0.5,
+        "output_per_mtok_usd": 8,
+        "reasoning_per_mtok_usd": 10,
+    }
+    peer.behaviours["own"] = PeerBehaviour(usage=usage)
+    models = [deployment("own", api_base=peer.api_base("own"), price=price)]
+    config = write_config(tmp_path / "c", models, [tenant("acme")], FAST)
+    gateway = Gateway(config, engine)
+    ours = gateway.complete(request("acme")).cost_usd
+    theirs = gateway.router.completion(model="own", messages=[{"role": "user", "content": "hi"}])
+    gateway.close()
+    # no markup or tenant contract here, so LiteLLM's own figure and the gateway's agree
+    assert ours == Decimal("0.03600000")
+    assert theirs._hidden_params["response_cost"] == pytest.approx(float(ours), rel=1e-9)
+
+
 def test_list_prices_come_from_litellms_bundled_map_and_agree_with_it(
     peer: OpenAIPeer, engine: Engine, tmp_path: Path
 ) -> None:

@@ -675,7 +675,8 @@ class Gateway:
         params.setdefault("timeout", self.settings.timeout_seconds)
         # One model group per deployment: the Router's retries and cooldowns then act on exactly
         # one deployment, and the fallback chain (built per call) decides where a call may go next.
-        return {"model_name": deployment.id, "litellm_params": params, "model_info": {"id": deployment.id}}
+        model_info = {"id": deployment.id, **deployment.price.litellm_model_info()}
+        return {"model_name": deployment.id, "litellm_params": params, "model_info": model_info}
 
 
 def _message_dict(message: Any) -> dict[str, Any]:

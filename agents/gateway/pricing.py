@@ -66,6 +66,22 @@ class Price:
             source="litellm-cost-map",
         )
 
+    def litellm_model_info(self) -> dict[str, float]:
+        """This price in the model_info keys LiteLLM's Router reads, so its own cost figure (in its logs
+        and callbacks) is the deployment's list price rather than zero.
+
+        It matters for CPU too: when a deployment registered under its own id has no rate, LiteLLM runs a
+        "zero cost" diagnostic after every call, walking that entry's ~170 keys with pydantic, about 3 ms
+        per call, on every Router in the process (docs/benchmarks.md). Explicit rates, zero included,
+        end it at once. Tenant contract prices and markups stay the gateway's own business (`cost`).
+        """
+        return {
+            "input_cost_per_token": float(self.input),
+            "output_cost_per_token": float(self.output),
+            "cache_read_input_token_cost": float(self.cached_input),
+            "output_cost_per_reasoning_token": float(self.reasoning),
+        }
+
     def per_mtok(self) -> dict[str, float]:
         return {
             "input": float(self.input * MILLION),
