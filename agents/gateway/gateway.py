@@ -45,8 +45,8 @@ from agents.gateway.ledger import LedgerTransaction, LedgerWorker, ledger_transa
 from agents.gateway.pricing import Price, TokenUsage, cost, worst_case
 from agents.gateway.ratelimits import Admission, RateLimiter, RateScope, rate_scopes
 from agents.gateway.routing import RouteDecision, route
-from agents.gateway.sandbox import TOKENIZER_MODEL
 from agents.gateway.sandbox import register as register_sandbox
+from agents.gateway.tokens import count_prompt
 
 T = TypeVar("T")
 
@@ -287,7 +287,7 @@ class Gateway:
             telemetry.record_error(span, error, error.reason)
             raise error
 
-        prompt_tokens = litellm.token_counter(model=TOKENIZER_MODEL, messages=scan.messages, tools=request.tools)
+        prompt_tokens = count_prompt(scan.messages, request.tools)
         try:
             decision = route(
                 self.catalogue,

@@ -22,8 +22,9 @@ import litellm
 from litellm import CustomLLM
 from litellm.types.utils import ModelResponse
 
+from agents.gateway.tokens import TOKENIZER_MODEL, count_prompt
+
 PROVIDER = "sandbox"
-TOKENIZER_MODEL = "gpt-4o"  # cl100k/o200k family, bundled with LiteLLM; nothing is downloaded
 # A system message that contains this line followed by a JSON Schema asks for a JSON answer; the
 # agent runtime writes it, and the sandbox answers with the smallest object that validates.
 JSON_SCHEMA_MARKER = "Answer with one JSON object, and nothing else, that validates against this JSON Schema:"
@@ -95,7 +96,7 @@ class SandboxProvider(CustomLLM):
             raise litellm.Timeout(message="sandbox: injected timeout", model=name, llm_provider=PROVIDER)
         optional = kwargs.get("optional_params") or {}
         message = answer(model, messages, optional.get("tools"), optional.get("max_tokens"))
-        prompt_tokens = litellm.token_counter(model=TOKENIZER_MODEL, messages=messages)
+        prompt_tokens = count_prompt(messages)
         completion_text = message.get("content") or json.dumps(message.get("tool_calls"))
         completion_tokens = litellm.token_counter(
             model=TOKENIZER_MODEL, text=completion_text, count_response_tokens=True
