@@ -215,24 +215,27 @@ def test_allow_list_refuses_a_model_by_name_with_a_policy_event(
     assert peer.requests == []
 
 
+# Usage with cached input and reasoning, and a contract price with a separate rate for each kind of token.
+CACHED_AND_REASONING_USAGE = {
+    "prompt_tokens": 10_000,
+    "completion_tokens": 3_000,
+    "total_tokens": 13_000,
+    "prompt_tokens_details": {"cached_tokens": 8_000},
+    "completion_tokens_details": {"reasoning_tokens": 2_000},
+}
+RATE_PER_TOKEN_KIND = {
+    "input_per_mtok_usd": 2,
+    "cached_input_per_mtok_usd": 0.5,
+    "output_per_mtok_usd": 8,
+    "reasoning_per_mtok_usd": 10,
+}
+
+
 def test_cached_and_reasoning_tokens_are_charged_once_at_their_own_rates(
     peer: OpenAIPeer, engine: Engine, tmp_path: Path
 ) -> None:
-    usage = {
-        "prompt_tokens": 10_000,
-        "completion_tokens": 3_000,
-        "total_tokens": 13_000,
-        "prompt_tokens_details": {"cached_tokens": 8_000},
-        "completion_tokens_details": {"reasoning_tokens": 2_000},
-    }
-    price = {
-        "input_per_mtok_usd": 2,
-        "cached_input_per_mtok_usd": 0.5,
-        "output_per_mtok_usd": 8,
-        "reasoning_per_mtok_usd": 10,
-    }
-    peer.behaviours["r1"] = PeerBehaviour(usage=usage)
-    models = [deployment("r1", api_base=peer.api_base("r1"), price=price)]
+    peer.behaviours["r1"] = PeerBehaviour(usage=CACHED_AND_REASONING_USAGE)
+    models = [deployment("r1", api_base=peer.api_base("r1"), price=RATE_PER_TOKEN_KIND)]
     config = write_config(tmp_path / "c", models, [tenant("acme", billing={"markup_percent": 10})], FAST)
     gateway = Gateway(config, engine)
     result = gateway.complete(request("acme"))
@@ -247,21 +250,8 @@ def test_cached_and_reasoning_tokens_are_charged_once_at_their_own_rates(
 def test_litellm_is_given_each_deployments_list_price(peer: OpenAIPeer, engine: Engine, tmp_path: Path) -> None:
     # A contract-priced model LiteLLM's map does not know: without the rates LiteLLM would call it free
     # (and run its slow zero-cost diagnostic after every call, see docs/benchmarks.md).
-    usage = {
-        "prompt_tokens": 10_000,
-        "completion_tokens": 3_000,
-        "total_tokens": 13_000,
-        "prompt_tokens_details": {"cached_tokens": 8_000},
-        "completion_tokens_details": {"reasoning_tokens": 2_000},
-    }
-    price = {
-        "input_per_mtok_usd": 2,
-        "cached_input_per_mtok_usd": 0.5,
-        "output_per_mtok_usd": 8,
-        "reasoning_per_mtok_usd": 10,
-    }
-    peer.behaviours["own"] = PeerBehaviour(usage=usage)
-    models = [deployment("own", api_base=peer.api_base("own"), price=price)]
+    peer.behaviours["own"] = PeerBehaviour(usage=CACHED_AND_REASONING_USAGE)
+    models = [deployment("own", api_base=peer.api_base("own"), price=RATE_PER_TOKEN_KIND)]
     config = write_config(tmp_path / "c", models, [tenant("acme")], FAST)
     gateway = Gateway(config, engine)
     ours = gateway.complete(request("acme")).cost_usd
