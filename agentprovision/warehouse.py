@@ -30,6 +30,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pyarrow import csv as pa_csv
 from sqlalchemy import Engine, Select, Text, cast, or_, select
 
+from agentprovision.bulk_memory import large_buffers_in_heap
 from agentprovision.settings import Settings
 from agentprovision.sqlite_columns import read_columns
 from agentprovision.store import models as m
@@ -484,9 +485,10 @@ def load_raw(ops: Engine, destination: Path | str) -> list[LoadReport]:
 
     `destination` is a DuckDB file path, or a postgresql:// URL of the warehouse database (created when missing).
     """
-    if is_postgres_url(destination):
-        return _load_postgres(ops, str(destination))
-    return _load_duckdb(ops, Path(destination))
+    with large_buffers_in_heap():  # batches of tens of MB, freed and allocated again (bulk_memory.py)
+        if is_postgres_url(destination):
+            return _load_postgres(ops, str(destination))
+        return _load_duckdb(ops, Path(destination))
 
 
 def _load_duckdb(ops: Engine, duckdb_path: Path) -> list[LoadReport]:
