@@ -17,7 +17,6 @@ anything but glibc this does nothing.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import platform
 import threading
 from collections.abc import Iterator
@@ -41,10 +40,7 @@ _active = 0
 def _load_glibc() -> Any | None:
     if platform.libc_ver()[0] != "glibc":
         return None
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
-    libc = ctypes.CDLL(name)
+    libc = ctypes.CDLL(None)  # the symbols already loaded into this process, glibc's among them
     return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
 
 
