@@ -56,8 +56,9 @@ def seed(engine: Engine) -> None:
 
 
 @pytest.fixture
-def rls(postgres_url: str) -> Iterator[tuple[Engine, Engine]]:
+def rls(migrated_postgres_url: str) -> Iterator[tuple[Engine, Engine]]:
     """(app engine, platform engine) on a migrated, seeded database; the owner is the test superuser."""
+    postgres_url = migrated_postgres_url
     owner = make_engine(postgres_url)
     migrate(owner)
     grant_app_login(owner, APP_LOGIN)
