@@ -125,6 +125,17 @@ def store(store_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
+@pytest.fixture(scope="session")
+def fixed_events_build(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """test_dbt_marts' fixed event set, loaded into DuckDB and built by dbt once per session.
+
+    test_dbt_marts and test_warehouse_parity only read it; a test that changes data works on a copy.
+    """
+    from test_dbt_marts import build_fixed_events
+
+    return build_fixed_events(tmp_path_factory.mktemp("marts"))
+
+
 @pytest.fixture
 def config_dir(tmp_path: Path) -> Path:
     """A private copy of the example config that a test may break."""

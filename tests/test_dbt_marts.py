@@ -1,8 +1,8 @@
 """The usage, cost, budget, chargeback, SLA and compliance marts, built by dbt on DuckDB from a fixed event set.
 
 The event set is the example config's tenants and agents with synthetic runs (fixed seed) plus a few
-hand-written non-sandbox calls that push acme over its budgets. One `dbt build` per module; the tests
-that change data (late events, invoices) work on a copy of the built warehouse.
+hand-written non-sandbox calls that push acme over its budgets. One `dbt build` per session (shared with
+test_warehouse_parity); the tests that change data (late events, invoices) work on a copy of the built warehouse.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import json
 import math
 import shutil
 from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -169,9 +168,12 @@ class Built:
         return {"AGENTPROVISION_DUCKDB_PATH": str(path or self.path), "AGENTPROVISION_WAREHOUSE_TARGET": "duckdb"}
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
-    work = tmp_path_factory.mktemp("marts")
+def build_fixed_events(work: Path) -> Built:
+    """The fixed event set in an ops store (work/ops.db), loaded into DuckDB and built by dbt.
+
+    Built once per session by the `fixed_events_build` fixture (conftest.py): this module and
+    test_warehouse_parity only read it.
+    """
     engine = make_engine(f"sqlite:///{work / 'ops.db'}")
     migrate(engine)
     seed_fixed_events(engine)
@@ -179,7 +181,12 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
     load_raw(engine, path)
     engine.dispose()
     env = {"AGENTPROVISION_DUCKDB_PATH": str(path), "AGENTPROVISION_WAREHOUSE_TARGET": "duckdb"}
-    yield Built(path, work, run_dbt(["build", *vars_arg()], work, env))
+    return Built(path, work, run_dbt(["build", *vars_arg()], work, env))
+
+
+@pytest.fixture
+def built(fixed_events_build: Built) -> Built:
+    return fixed_events_build
 
 
 def copy_of(built: Built, tmp_path: Path) -> Path:

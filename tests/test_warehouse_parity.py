@@ -1,7 +1,8 @@
 """The same dbt project on DuckDB and on PostgreSQL gives the same marts from the same events.
 
 One ops store with the fixed event set of test_dbt_marts is loaded into a DuckDB file and into a
-PostgreSQL warehouse database (created by `load_raw` itself), both are built with `dbt build`, and
+PostgreSQL warehouse database (created by `load_raw` itself), both are built with `dbt build` (the
+DuckDB build is test_dbt_marts' own, shared for the session: `fixed_events_build`), and
 every table in `marts` is compared row by row: ordered, decimals to the cent, timestamps in UTC.
 """
 
@@ -16,10 +17,10 @@ import duckdb
 import psycopg
 import pytest
 from psycopg import sql
-from test_dbt_marts import CONTRACT_COLUMNS, failures, run_dbt, seed_fixed_events, vars_arg
+from test_dbt_marts import CONTRACT_COLUMNS, Built, failures, run_dbt, vars_arg
 
 from agentprovision.settings import load_settings
-from agentprovision.store.db import make_engine, migrate
+from agentprovision.store.db import make_engine
 from agentprovision.warehouse import dbt_environment, load_raw
 
 pytestmark = pytest.mark.postgres
@@ -70,16 +71,10 @@ def comparable(columns: list[str], rows: list[tuple]) -> list[tuple]:
 
 
 @pytest.fixture(scope="module")
-def warehouses(tmp_path_factory: pytest.TempPathFactory, postgres_admin_dsn: str):
-    work = tmp_path_factory.mktemp("parity")
-    engine = make_engine(f"sqlite:///{work / 'ops.db'}")
-    migrate(engine)
-    seed_fixed_events(engine)
-
-    duckdb_path = work / "warehouse.duckdb"
-    load_raw(engine, duckdb_path)
-    duck = run_dbt(["build", *vars_arg()], work / "duckdb", {"AGENTPROVISION_DUCKDB_PATH": str(duckdb_path)})
-    assert failures(duck) == []
+def warehouses(fixed_events_build: Built, tmp_path_factory: pytest.TempPathFactory, postgres_admin_dsn: str):
+    # The DuckDB side is test_dbt_marts' build of the same events (one per session); its ops store feeds PostgreSQL.
+    assert failures(fixed_events_build.result) == []
+    engine = make_engine(f"sqlite:///{fixed_events_build.work / 'ops.db'}")
 
     url = f"{postgres_admin_dsn.rsplit('/', 1)[0]}/{PARITY_DATABASE}"
     with psycopg.connect(postgres_admin_dsn, autocommit=True) as admin:
@@ -87,10 +82,11 @@ def warehouses(tmp_path_factory: pytest.TempPathFactory, postgres_admin_dsn: str
     reports = {r.table: r.rows for r in load_raw(engine, url)}  # creates the database and its schemas
     assert reports["events"] > 1500
     settings = load_settings({"AGENTPROVISION_WAREHOUSE_TARGET": "postgres", "AGENTPROVISION_WAREHOUSE_URL": url})
+    work = tmp_path_factory.mktemp("parity")
     pg = run_dbt(["build", *vars_arg()], work / "postgres", dbt_environment(settings), target="postgres")
     assert failures(pg) == []
     engine.dispose()
-    yield duckdb_path, url
+    yield fixed_events_build.path, url
     with psycopg.connect(postgres_admin_dsn, autocommit=True) as admin:
         admin.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(PARITY_DATABASE)))
 
