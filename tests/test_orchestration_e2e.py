@@ -61,7 +61,9 @@ def test_tasks_flow_through_dispatch_and_dbt_into_per_tenant_marts(
 
     resources = {"ops_store": OpsStoreResource(database_url=settings.database_url), "dispatch": DispatchResource()}
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    with dg.instance_for_test() as instance:
+    # In-memory run and event storage: what is checked here is the data path, not Dagster's storage, and the
+    # SQLite files of instance_for_test cost a new engine per event (several seconds over a dbt build's events).
+    with dg.DagsterInstance.ephemeral() as instance:
         cursor, launched = None, 0
         for _ in range(5):  # ticks until the queue is empty
             context = dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor)
