@@ -4,11 +4,10 @@ A warehouse load allocates and frees buffers of tens of megabytes per batch: the
 hands over, their Python bytes copies, the offsets built from them. glibc serves every block above its
 mmap threshold (at most 32 MiB, and only after it has seen one that size freed) with a new mapping and
 unmaps it on free, so each batch first-touches all of its memory again: 300,000-450,000 page faults per
-million events here. Keeping them in the heap removes a third to a half of those and 6-15% of the load's
-CPU (docs/benchmarks.md). While `large_buffers_in_heap` is
-active, blocks up to 1 GiB come from the heap and freed pages stay there for the next batch; on leaving,
-the settings go back to where glibc's own adjustment settles in a long-running process and the free
-pages are returned to the system.
+million events here. Keeping the buffers in the heap removes a quarter to a half of those, and 6-15% of
+the load's CPU (docs/benchmarks.md). While `large_buffers_in_heap` is active, blocks up to 1 GiB come
+from the heap and freed pages stay there for the next batch; on leaving, the settings go back to where
+glibc's own adjustment settles in a long-running process and the free pages are returned to the system.
 
 The settings are process-wide; overlapping uses (two loads in threads) share one activation. On
 anything but glibc this does nothing.
