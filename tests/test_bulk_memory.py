@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import resource
 import threading
+from pathlib import Path
 
 import pytest
 
-from agentprovision import bulk_memory
+from agentprovision import bulk_memory, warehouse
 from agentprovision.bulk_memory import active_uses, large_buffers_in_heap
+from agentprovision.store.db import make_engine, migrate
 
 BUFFER = 64 << 20  # above glibc's largest dynamic mmap threshold (32 MiB)
 PAGES = BUFFER // resource.getpagesize()
@@ -49,4 +51,21 @@ def test_overlapping_uses_share_one_activation_and_errors_end_it() -> None:
     assert active_uses() == 1  # the other load is still on
     release.set()
     thread.join(10)
+    assert active_uses() == 0
+
+
+def test_a_warehouse_load_runs_under_the_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = make_engine(f"sqlite:///{tmp_path / 'ops.db'}")
+    migrate(store)
+    seen: list[int] = []
+    load_table = warehouse._load_table
+
+    def watched(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(active_uses())
+        return load_table(*args, **kwargs)
+
+    monkeypatch.setattr(warehouse, "_load_table", watched)
+    warehouse.load_raw(store, tmp_path / "wh.duckdb")
+    store.dispose()
+    assert seen and set(seen) == {1}, f"active uses while loading each table: {seen}"
     assert active_uses() == 0
