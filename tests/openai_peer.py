@@ -43,6 +43,7 @@ class OpenAIPeer:
     def __init__(self, seed: int = 7):
         self.behaviours: dict[str, PeerBehaviour] = defaultdict(PeerBehaviour)
         self.requests: list[tuple[str, dict[str, Any]]] = []
+        self.client_addresses: list[tuple[str, int]] = []  # one per request: a reused connection repeats
         self.outcomes: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
         self._rng = random.Random(seed)
@@ -58,6 +59,8 @@ class OpenAIPeer:
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 length = int(self.headers.get("content-length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
+                with peer._lock:
+                    peer.client_addresses.append(self.client_address)
                 parts = self.path.strip("/").split("/")
                 name = parts[1] if len(parts) > 1 and parts[0] == "d" else "default"
                 outcome = peer._next_outcome(name, body)

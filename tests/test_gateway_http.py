@@ -7,6 +7,8 @@ which answers, faults, hangs or refuses as scripted.
 from __future__ import annotations
 
 import asyncio
+import gc
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
@@ -96,6 +98,50 @@ def test_tool_calls_pass_through_in_openai_format(peer: OpenAIPeer, engine: Engi
     assert result.finish_reason == "tool_calls"
     assert result.tool_calls[0]["function"]["name"] == "kb_search"
     assert peer.requests[-1][1]["tools"][0]["function"]["name"] == "kb_search"
+
+
+def test_sync_calls_reuse_one_connection_to_the_provider(peer: OpenAIPeer, engine: Engine, tmp_path: Path) -> None:
+    # LiteLLM's sync Router runs each call in a new event loop and keys its client cache by loop, so
+    # without the gateway's per-thread loop each call built a new client and opened a new connection.
+    config = write_config(tmp_path / "c", [deployment("only", api_base=peer.api_base("only"))], [tenant("acme")], FAST)
+    gateway = Gateway(config, engine)
+    for number in range(8):
+        gateway.complete(request("acme", f"question {number}", max_tokens=20))
+    gateway.close()
+    assert len(peer.client_addresses) == 8
+    assert len(set(peer.client_addresses)) == 1
+
+
+def test_each_thread_calls_on_its_own_loop_which_closes_with_the_thread(
+    peer: OpenAIPeer, engine: Engine, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path / "c", [deployment("only", api_base=peer.api_base("only"))], [tenant("acme")], FAST)
+    gateway = Gateway(config, engine)
+    loops = []
+
+    def call_twice() -> None:
+        for number in range(2):
+            assert gateway.complete(request("acme", f"from a thread {number}")).content.startswith("echo:")
+        loops.append(gateway.router.thread_loop())
+
+    workers = [threading.Thread(target=call_twice) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    gc.collect()
+    assert len(loops) == 2 and loops[0] is not loops[1]
+    assert all(loop.is_closed() for loop in loops)  # nothing left open once the threads ended
+
+    # A sync call made where an event loop is already running still works (LiteLLM's own helper thread).
+    async def from_async_code() -> str | None:
+        return gateway.complete(request("acme", "from async code")).content
+
+    assert asyncio.run(from_async_code()) == "echo: from async code"
+    gateway.complete(request("acme", "on the main thread"))
+    main_loop = gateway.router.thread_loop()
+    gateway.close()
+    assert main_loop.is_closed()
 
 
 def test_faults_retry_then_fall_back_with_one_usage_event_per_attempt(

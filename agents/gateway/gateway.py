@@ -23,7 +23,7 @@ from sqlalchemy import Engine
 from agentprovision.config.schema import AdminConfig, Agent, ModelRequirements, TenantFile
 from agentprovision.events import EventWriter, PlatformEvent
 from agents.gateway import guardrails, telemetry
-from agents.gateway.attempts import CURRENT, Attempt, AttemptLog, RecordingRouter
+from agents.gateway.attempts import CURRENT, Attempt, AttemptLog
 from agents.gateway.budgets import (
     BudgetLedger,
     BudgetScope,
@@ -44,6 +44,7 @@ from agents.gateway.errors import (
 from agents.gateway.ledger import LedgerTransaction, LedgerWorker, ledger_transaction
 from agents.gateway.pricing import Price, TokenUsage, cost, worst_case
 from agents.gateway.ratelimits import Admission, RateLimiter, RateScope, rate_scopes
+from agents.gateway.router import GatewayRouter
 from agents.gateway.routing import RouteDecision, route
 from agents.gateway.sandbox import register as register_sandbox
 from agents.gateway.tokens import count_prompt
@@ -180,7 +181,7 @@ class Gateway:
         if any(d.is_sandbox for d in self.catalogue):
             register_sandbox()
         litellm.suppress_debug_info = True
-        self.router = RecordingRouter(
+        self.router = GatewayRouter(
             model_list=[self._router_entry(d) for d in self.catalogue],
             num_retries=self.settings.num_retries,
             max_fallbacks=self.settings.max_fallbacks,
@@ -254,6 +255,7 @@ class Gateway:
     def close(self) -> None:
         self._ledger.close()
         self.events.flush()
+        self.router.close_thread_loop()
 
     # --- steps -----------------------------------------------------------------------------------
 

@@ -1,0 +1,65 @@
+"""The gateway's LiteLLM Router: attempts recorded (attempts.py), and one event loop per thread for sync calls.
+
+LiteLLM's sync `Router.completion` runs its retry and fallback logic in a brand-new event loop on every
+call, and LiteLLM caches provider SDK clients under a key that includes the running loop's id. So each
+sync call missed that cache: it built a new OpenAI client and HTTP pool, opened a new connection to the
+provider (a new TLS handshake, against a real provider) and left the old client to be evicted (LiteLLM
+issue #10126 describes the cache growing the same way). That was about a tenth of the Router's CPU per
+call here (docs/benchmarks.md).
+
+Here each thread keeps one loop for the Router's sync calls, so the cached client and its connections are
+reused. Async callers are untouched, and a sync call from a thread whose own loop is already running
+falls back to LiteLLM's way (a helper thread with a fresh loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from typing import Any
+
+from agents.gateway.attempts import RecordingRouter
+
+
+class _ThreadLoop:
+    """One thread's loop for sync Router calls; closed once the thread (or the router) lets go of it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.pid = os.getpid()  # a forked child must not share its parent's selector
+
+    def close(self) -> None:
+        if not self.loop.is_closed() and not self.loop.is_running():
+            self.loop.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+class GatewayRouter(RecordingRouter):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._thread_loops = threading.local()
+
+    def function_with_fallbacks(self, *args: Any, **kwargs: Any) -> Any:
+        """Every sync Router entry point (completion, embedding, ...) comes through here."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return self.thread_loop().run_until_complete(self.async_function_with_fallbacks(*args, **kwargs))
+        return super().function_with_fallbacks(*args, **kwargs)
+
+    def thread_loop(self) -> asyncio.AbstractEventLoop:
+        """The calling thread's loop for sync calls, made on first use."""
+        owned: _ThreadLoop | None = getattr(self._thread_loops, "owned", None)
+        if owned is None or owned.pid != os.getpid() or owned.loop.is_closed():
+            owned = self._thread_loops.owned = _ThreadLoop()
+        return owned.loop
+
+    def close_thread_loop(self) -> None:
+        """Close the calling thread's loop now rather than when the thread ends."""
+        owned: _ThreadLoop | None = getattr(self._thread_loops, "owned", None)
+        if owned is not None:
+            self._thread_loops.owned = None
+            owned.close()
