@@ -70,7 +70,12 @@ def write_events(engine: Engine, events: Iterable[PlatformEvent]) -> int:
 
 
 class EventWriter:
-    """Buffers events and writes them in batches; thread-safe; flushes whatever is left on close."""
+    """Buffers events and writes them in batches; thread-safe; flushes whatever is left on close.
+
+    Emitting never waits for a batch being written: the buffer's lock is held only to append or to take
+    the buffer, and a second lock lets one batch at a time go to the store, so batches land in order.
+    (Holding one lock through the write stalled the gateway's event loop for the length of every write.)
+    """
 
     def __init__(self, engine: Engine, batch_size: int = 200, *, flush_when_full: bool = True):
         """With `flush_when_full=False` the owner flushes (`pending >= batch_size` says when it is due)."""
@@ -78,7 +83,8 @@ class EventWriter:
         self.batch_size = batch_size
         self._flush_when_full = flush_when_full
         self._buffer: list[PlatformEvent] = []
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the buffer
+        self._write_lock = threading.Lock()  # one batch in flight at a time
 
     def emit(self, event: PlatformEvent) -> None:
         with self._lock:
@@ -88,13 +94,15 @@ class EventWriter:
             self.flush()
 
     def flush(self) -> int:
-        with self._lock:
-            batch, self._buffer = self._buffer, []
+        with self._write_lock:
+            with self._lock:
+                batch, self._buffer = self._buffer, []
             try:
                 return write_events(self._engine, batch)
             except Exception:
                 # Keep the batch, in order, ahead of anything emitted meanwhile; the caller sees the error.
-                self._buffer = batch + self._buffer
+                with self._lock:
+                    self._buffer = batch + self._buffer
                 raise
 
     @property

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -163,6 +164,36 @@ def test_events_are_written_in_batches_and_never_dropped(store: Engine) -> None:
     with pytest.raises(IntegrityError):
         writer.flush()
     assert writer.pending == 2
+
+
+def test_emitting_never_waits_for_a_batch_being_written(store: Engine) -> None:
+    writer = EventWriter(store, batch_size=100)
+    writer.emit(PlatformEvent(tenant_id="acme", kind="usage", name="llm.call", payload={"i": 0}))
+    flushed, emitted = threading.Event(), threading.Event()
+
+    def flush() -> None:
+        writer.flush()
+        flushed.set()
+
+    def emit() -> None:
+        writer.emit(PlatformEvent(tenant_id="acme", kind="usage", name="llm.call", payload={"i": 1}))
+        emitted.set()
+
+    with store.begin() as blocker:  # holds the write lock (SQLite: BEGIN IMMEDIATE) until the block ends
+        if store.dialect.name == "postgresql":
+            blocker.exec_driver_sql("LOCK TABLE events IN EXCLUSIVE MODE")
+        flusher = threading.Thread(target=flush)
+        flusher.start()
+        time.sleep(0.3)  # the flush has taken the buffer and waits on the store
+        threading.Thread(target=emit).start()
+        assert emitted.wait(5), "emit waited for the batch being written"
+        assert not flushed.is_set()
+    flusher.join()
+    assert writer.pending == 1
+    writer.flush()
+    with store.connect() as connection:
+        rows = connection.execute(select(m.Event.payload).order_by(m.Event.seq)).all()
+    assert [row.payload["i"] for row in rows] == [0, 1]
 
 
 def test_sqlite_store_runs_in_wal_mode(tmp_path) -> None:  # type: ignore[no-untyped-def]
