@@ -157,11 +157,15 @@ def main() -> None:
     engine = make_engine(args.store or f"sqlite:///{workdir / 'ops.db'}")
     migrate(engine)
     gateway = Gateway(config, engine)
+    # The bare Router gets the same list price the gateway gives its own Router, under its own name: LiteLLM
+    # keeps prices in one process-wide map, and with a shared name whichever Router was built second decided
+    # which of them ran LiteLLM's costly "priced at $0" diagnostic on every call.
     router = litellm.Router(
         model_list=[
             {
-                "model_name": "bench",
+                "model_name": "bare",
                 "litellm_params": {"model": "openai/bench", "api_base": api_base, "api_key": "loopback-benchmark-key"},
+                "model_info": {"id": "bare", **gateway.catalogue[0].price.litellm_model_info()},
             }
         ],
         num_retries=2,
@@ -175,7 +179,7 @@ def main() -> None:
     with httpx.Client() as client:
         sync_calls = {
             "raw httpx": lambda: client.post(f"{api_base}/chat/completions", json=body).json(),
-            "bare Router": lambda: router.completion(model="bench", messages=messages, max_tokens=64),
+            "bare Router": lambda: router.completion(model="bare", messages=messages, max_tokens=64),
             "full gateway": lambda: gateway.complete(request("acme", PROMPT, max_tokens=64)),
         }
         for number in range(args.rounds):
@@ -190,7 +194,7 @@ def main() -> None:
 
             async_calls = {
                 "raw httpx": raw,
-                "bare Router": lambda: router.acompletion(model="bench", messages=messages, max_tokens=64),
+                "bare Router": lambda: router.acompletion(model="bare", messages=messages, max_tokens=64),
                 "full gateway": lambda: gateway.acomplete(request("acme", PROMPT, max_tokens=64)),
             }
             for number in range(args.rounds):
