@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -131,3 +133,17 @@ def test_bad_input_and_out_of_scope_requests_get_clear_messages(deployed: Path) 
     task_id = out.split()[2]
     code, out = cli(OTHER, "task", "show", task_id)
     assert code == 1 and f"no task {task_id} in tenant globex" in out
+
+
+def test_the_cli_loads_litellm_only_for_commands_that_call_a_model() -> None:
+    # LiteLLM takes about 3 s to import; every CLI command paid it before the gateway and runtime
+    # packages loaded their heavy modules lazily.
+    probe = (
+        "import sys, agentprovision.cli, agents.gateway, agents.runtime.failures\n"
+        "assert 'litellm' not in sys.modules, 'the CLI imported LiteLLM'\n"
+        "from agents.gateway import Gateway\n"
+        "from agents.runtime import execute_tasks_sync\n"
+        "assert 'litellm' in sys.modules and callable(execute_tasks_sync) and Gateway.__name__ == 'Gateway'\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
