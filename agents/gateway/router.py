@@ -15,6 +15,7 @@ falls back to LiteLLM's way (a helper thread with a fresh loop).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 from typing import Any
@@ -30,8 +31,17 @@ class _ThreadLoop:
         self.pid = os.getpid()  # a forked child must not share its parent's selector
 
     def close(self) -> None:
-        if not self.loop.is_closed() and not self.loop.is_running():
-            self.loop.close()
+        if self.loop.is_closed() or self.loop.is_running():
+            return
+        pending = asyncio.all_tasks(self.loop)
+        for task in pending:
+            task.cancel()
+        if pending:
+            # Let them finish cancelling, as asyncio.run does; not possible from a thread already running
+            # a loop (a garbage collection can run __del__ anywhere), where they are simply dropped.
+            with contextlib.suppress(RuntimeError):
+                self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        self.loop.close()
 
     def __del__(self) -> None:
         self.close()
@@ -47,7 +57,15 @@ class GatewayRouter(RecordingRouter):
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return self.thread_loop().run_until_complete(self.async_function_with_fallbacks(*args, **kwargs))
+            loop = self.thread_loop()
+            try:
+                return loop.run_until_complete(self.async_function_with_fallbacks(*args, **kwargs))
+            except BaseException as error:
+                if not isinstance(error, Exception):
+                    # Interrupted (KeyboardInterrupt, SystemExit): the unfinished call must not resume inside
+                    # this thread's next one, so its loop goes, with whatever it still had scheduled.
+                    self.close_thread_loop()
+                raise
         return super().function_with_fallbacks(*args, **kwargs)
 
     def thread_loop(self) -> asyncio.AbstractEventLoop:
