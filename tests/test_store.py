@@ -184,7 +184,10 @@ def test_emitting_never_waits_for_a_batch_being_written(store: Engine) -> None:
             blocker.exec_driver_sql("LOCK TABLE events IN EXCLUSIVE MODE")
         flusher = threading.Thread(target=flush)
         flusher.start()
-        time.sleep(0.3)  # the flush has taken the buffer and waits on the store
+        deadline = time.monotonic() + 5
+        while writer.pending and time.monotonic() < deadline:  # until the flush has taken the buffer
+            time.sleep(0.01)
+        assert writer.pending == 0  # taken, and now waiting on the store
         threading.Thread(target=emit).start()
         assert emitted.wait(5), "emit waited for the batch being written"
         assert not flushed.is_set()
