@@ -268,13 +268,14 @@ ARROW_TYPES = {
     "DECIMAL(18,8)": pa.decimal128(18, 8),
 }
 
-# Rows per Arrow batch: a load of any size holds at most this many rows in memory at a time. DuckDB's row
+# Rows per Arrow batch: a load of any size holds a few batches in memory at a time. DuckDB's row
 # group size: DuckDB appends a batch of exactly this length at the cost of a plain insert (_exact_batches).
 LOAD_BATCH_ROWS = 122_880
 # Bytes per batch the ADBC PostgreSQL driver reads before handing it on (see _postgres_batches).
 POSTGRES_READ_BATCH_BYTES = 128 * 1024 * 1024
 
-WriteBatch = Callable[[pa.Table], None]  # appends one batch to its raw table inside the load's transaction
+# Appends a table's batches to its raw table inside the load's transaction, reading them as it goes.
+WriteBatches = Callable[[Iterator[pa.Table]], None]
 
 
 def arrow_schema(table: RawTable) -> pa.Schema:
@@ -418,11 +419,11 @@ GAPS_DDL = (
 )
 
 
-def _read_stream(con: Any, mark: str, ops: Engine, table: RawTable, now: datetime, write: WriteBatch) -> LoadReport:
+def _read_stream(con: Any, mark: str, ops: Engine, table: RawTable, now: datetime, write: WriteBatches) -> LoadReport:
     """Write a streamed table's rows past its watermark or in its open gaps; saves the new watermark and gaps.
 
     `con` is a DuckDB or psycopg connection inside the load's transaction; `mark` its parameter marker;
-    `write` appends one Arrow batch to the raw table in that same transaction.
+    `write` appends the Arrow batches to the raw table in that same transaction.
     """
     found = con.execute(f"SELECT last_seq FROM {RAW_SCHEMA}._watermarks WHERE stream = {mark}", [table.name]).fetchone()
     watermark = found[0] if found else 0
@@ -437,12 +438,17 @@ def _read_stream(con: Any, mark: str, ops: Engine, table: RawTable, now: datetim
     # the same result as passing every seq read, in bounded memory however big the load.
     bound = watermark + MAX_TRACKED_GAP + 1
     newest, kept, rows = watermark, [], 0
-    for batch in _batches(ops, table, now, watermark, gaps):
-        write(batch)
-        seqs = batch.column("seq")
-        newest = max(newest, pc.max(seqs).as_py())
-        kept.extend(pc.filter(seqs, pc.less_equal(seqs, bound)).to_pylist())
-        rows += batch.num_rows
+
+    def noting_seqs() -> Iterator[pa.Table]:
+        nonlocal newest, rows
+        for batch in _batches(ops, table, now, watermark, gaps):
+            seqs = batch.column("seq")
+            newest = max(newest, pc.max(seqs).as_py())
+            kept.extend(pc.filter(seqs, pc.less_equal(seqs, bound)).to_pylist())
+            rows += batch.num_rows
+            yield batch
+
+    write(noting_seqs())
     step = advance(watermark, [*kept, newest], gaps, now)
     con.execute(
         f"INSERT INTO {RAW_SCHEMA}._watermarks VALUES ({mark}, {mark})"
@@ -458,16 +464,21 @@ def _read_stream(con: Any, mark: str, ops: Engine, table: RawTable, now: datetim
 
 
 def _load_table(
-    con: Any, mark: str, ops: Engine, table: RawTable, loaded_at: datetime, write: WriteBatch
+    con: Any, mark: str, ops: Engine, table: RawTable, loaded_at: datetime, write: WriteBatches
 ) -> LoadReport:
     """Load one raw table batch by batch: a stream past its watermark, a snapshot table replaced whole."""
     if table.streamed:
         return _read_stream(con, mark, ops, table, loaded_at, write)
     con.execute(f"DELETE FROM {RAW_SCHEMA}.{table.name}")
     rows = 0
-    for batch in _batches(ops, table, loaded_at):
-        write(batch)
-        rows += batch.num_rows
+
+    def counting() -> Iterator[pa.Table]:
+        nonlocal rows
+        for batch in _batches(ops, table, loaded_at):
+            rows += batch.num_rows
+            yield batch
+
+    write(counting())
     return LoadReport(table.name, rows)
 
 
@@ -503,12 +514,8 @@ def _load_duckdb(ops: Engine, duckdb_path: Path) -> list[LoadReport]:
         try:
             for table in RAW_TABLES:
 
-                def write(batch: pa.Table, target: str = f"{RAW_SCHEMA}.{table.name}") -> None:
-                    con.register("_load_batch", batch)
-                    try:
-                        con.execute(f"INSERT INTO {target} SELECT * FROM _load_batch")
-                    finally:
-                        con.unregister("_load_batch")
+                def write(batches: Iterator[pa.Table], table: RawTable = table) -> None:
+                    _insert_stream(con, table, batches)
 
                 reports.append(_load_table(con, "?", ops, table, loaded_at, write))
             con.execute("COMMIT")
@@ -516,6 +523,35 @@ def _load_duckdb(ops: Engine, duckdb_path: Path) -> list[LoadReport]:
             con.execute("ROLLBACK")
             raise
     return reports
+
+
+def _insert_stream(con: duckdb.DuckDBPyConnection, table: RawTable, batches: Iterator[pa.Table]) -> None:
+    """Append `batches` to the raw table in one INSERT that reads them as an Arrow stream.
+
+    One statement rather than one per batch: DuckDB then reads the next batch from the ops store while
+    it appends the last one, and spends less CPU on the whole (docs/benchmarks.md). A failure while
+    reading is raised as itself, not as DuckDB's wrapper around it.
+    """
+    failure: list[BaseException] = []
+
+    def record_batches() -> Iterator[pa.RecordBatch]:
+        try:
+            for batch in batches:
+                yield from batch.to_batches()
+        except BaseException as error:
+            failure.append(error)
+            raise
+
+    stream = pa.RecordBatchReader.from_batches(arrow_schema(table), record_batches())
+    con.register("_load_stream", stream)
+    try:
+        con.execute(f"INSERT INTO {RAW_SCHEMA}.{table.name} SELECT * FROM _load_stream")
+    except duckdb.Error:
+        # The transaction is aborted now (even unregistering would fail); the connection closes with it.
+        if failure:
+            raise failure[0] from None
+        raise
+    con.unregister("_load_stream")
 
 
 # --- PostgreSQL target ------------------------------------------------------------------------------
@@ -597,8 +633,9 @@ def _load_postgres(ops: Engine, url: str) -> list[LoadReport]:
         loaded_at = datetime.now(UTC)
         for table in RAW_TABLES:
 
-            def write(batch: pa.Table, table: RawTable = table) -> None:
-                _copy_batch(conn, table, batch)
+            def write(batches: Iterator[pa.Table], table: RawTable = table) -> None:
+                for batch in batches:
+                    _copy_batch(conn, table, batch)
 
             reports.append(_load_table(conn, "%s", ops, table, loaded_at, write))
     return reports

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pytest
 from sqlalchemy import Engine
 
@@ -202,3 +203,34 @@ def test_a_load_in_many_batches_lands_every_event_once_and_intact(
         _, _, tenant_id, agent_id, occurred_at, payload = by_id[event.event_id]
         assert (tenant_id, agent_id, occurred_at) == (event.tenant_id, event.agent_id, event.occurred_at)
         assert json.loads(payload) == event.payload  # the store's JSON text, not re-serialised
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)  # PostgreSQL would refuse the bad bytes on write
+def test_a_load_that_fails_in_a_later_batch_changes_nothing(
+    store: Engine, destination: Path | str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(warehouse, "LOAD_BATCH_ROWS", 700)
+    seeded(store)
+    write_events(store, [PlatformEvent(tenant_id="acme", kind="run", name="run.finished") for _ in range(4_000)])
+    with store.begin() as con:
+        con.exec_driver_sql("DELETE FROM events WHERE seq > 2000")  # kept back for the second load
+    load_raw(store, destination)
+    write_events(store, [PlatformEvent(tenant_id="acme", kind="run", name="run.finished") for _ in range(2_000)])
+    with store.begin() as con:
+        # Bytes that are not UTF-8 in the new events' third batch: two batches are appended before it fails.
+        bad_seq = con.exec_driver_sql("SELECT max(seq) - 100 FROM events").scalar_one()
+        con.exec_driver_sql(f"UPDATE events SET name = CAST(X'FF' AS TEXT) WHERE seq = {bad_seq}")
+
+    with pytest.raises(pa.ArrowInvalid, match="(?i)utf-?8"):  # the reading error itself, not a wrapper around it
+        load_raw(store, destination)
+    rows = raw_events(destination)
+    assert [row[0] for row in rows] == list(range(1, 2_001))  # nothing of the failed load remains
+    watermark = "SELECT last_seq FROM raw._watermarks WHERE stream = 'events'"
+    if isinstance(destination, Path):
+        with duckdb.connect(str(destination), read_only=True) as con:
+            assert con.execute(watermark).fetchall() == [(2_000,)]
+    else:
+        import psycopg
+
+        with psycopg.connect(destination) as con:
+            assert con.execute(watermark).fetchall() == [(2_000,)]
