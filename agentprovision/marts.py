@@ -266,10 +266,15 @@ class MartReader:
         deadline = time.monotonic() + OPEN_RETRY_SECONDS
         delay = 0.01
         while True:
-            if not path.exists():
+            # The version published now (publish() swaps a symlink): connecting by the link's own name would
+            # share an instance with reads still open on an older version, and keep reading that one.
+            target = path.resolve()
+            if not target.exists():
+                if path.exists():
+                    continue  # that version was replaced just now: resolve again
                 raise WarehouseUnavailable(f"no published warehouse at {path}; {HOW_TO_BUILD}")
             try:
-                con = duckdb.connect(str(path), read_only=True, config=dict(_DUCKDB_CONFIG))
+                con = duckdb.connect(str(target), read_only=True, config=dict(_DUCKDB_CONFIG))
                 break
             except duckdb.Error as exc:
                 transient = any(marker in str(exc).lower() for marker in _TRANSIENT_OPEN_ERRORS)

@@ -11,8 +11,10 @@ Two kinds of raw table:
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -662,10 +664,41 @@ def dbt_environment(settings: Settings) -> dict[str, str]:
 
 
 def publish(duckdb_path: Path, published_path: Path) -> Path:
-    """Copy the warehouse to where dashboards read it, atomically, so readers never meet the writer's lock."""
-    staging = published_path.with_suffix(".tmp")
+    """Copy the warehouse to where dashboards read it, atomically, so readers never meet the writer's lock.
+
+    Each publication is a new file, `<name>.<ns>.duckdb`, and `published_path` a symlink swapped to it.
+    A path must never name two contents: DuckDB shares one database instance per path within a
+    process and keeps it while any connection to it is open, so a reading process whose reads overlap
+    kept reading a file replaced under the same name for as long as they overlapped (and now and then
+    failed with "could not read enough bytes"). Readers resolve the link and connect to the version
+    itself (agentprovision/marts.py). Older versions are removed, so erased data does not linger in
+    them; a reader that resolved one just before retries on the current one.
+    """
     with duckdb.connect(str(duckdb_path)) as con:
         con.execute("CHECKPOINT")  # fold the WAL into the file so the copy is complete
-    shutil.copyfile(duckdb_path, staging)
-    os.replace(staging, published_path)
+    published_path.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = published_path.with_name(published_path.name + ".lock")
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one publisher at a time: each removes only what it replaced
+        version = published_path.with_name(f"{published_path.stem}.{time.time_ns()}{published_path.suffix}")
+        staging = version.with_suffix(".tmp")
+        shutil.copyfile(duckdb_path, staging)
+        os.replace(staging, version)  # complete before any reader can resolve to it
+        link = published_path.with_name(published_path.name + ".link")
+        link.unlink(missing_ok=True)
+        os.symlink(version.name, link)  # relative, so the state directory can move
+        os.replace(link, published_path)
+        for old in published_versions(published_path):
+            if old != version:
+                old.unlink(missing_ok=True)
     return published_path
+
+
+def published_versions(published_path: Path) -> list[Path]:
+    """The version files `publish` wrote next to `published_path` (normally just the current one)."""
+    prefix, suffix = published_path.stem + ".", published_path.suffix
+    return sorted(
+        path
+        for path in published_path.parent.glob(f"{prefix}*{suffix}")
+        if path.name[len(prefix) : len(path.name) - len(suffix)].isdigit()
+    )

@@ -30,7 +30,7 @@ from agentprovision.marts import (
     WarehouseUnavailable,
 )
 from agentprovision.settings import load_settings
-from agentprovision.warehouse import publish
+from agentprovision.warehouse import publish, published_versions
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -238,6 +238,18 @@ def test_a_republished_warehouse_is_read_at_once(reader: MartReader) -> None:
     publish(settings.duckdb_path, settings.published_duckdb_path)
     assert reader.read("dim_tenants", Scope.platform()).height == 4
     assert "fct_new" in reader.marts()  # the catalog follows the published file
+
+
+def test_a_republished_warehouse_is_read_at_once_while_older_reads_are_open(reader: MartReader) -> None:
+    """DuckDB shares one instance per path in a process: readers must not stay on the version an open read holds."""
+    settings = reader.settings
+    with reader._duckdb_connect() as still_reading:  # e.g. another dashboard session's query, in another thread
+        with duckdb.connect(str(settings.duckdb_path)) as con:
+            con.execute("INSERT INTO marts.dim_tenants VALUES ('umbrella', 'Umbrella')")
+        publish(settings.duckdb_path, settings.published_duckdb_path)
+        assert reader.read("dim_tenants", Scope.platform()).height == 4
+        assert still_reading.execute("SELECT count(*) FROM marts.dim_tenants").fetchone() == (3,)  # its own snapshot
+    assert published_versions(settings.published_duckdb_path) == [settings.published_duckdb_path.resolve()]
 
 
 WRITER = textwrap.dedent(
