@@ -669,10 +669,10 @@ def publish(duckdb_path: Path, published_path: Path) -> Path:
     Each publication is a new file, `<name>.<ns>.duckdb`, and `published_path` a symlink swapped to it.
     A path must never name two contents: DuckDB shares one database instance per path within a
     process and keeps it while any connection to it is open, so a reading process whose reads overlap
-    kept reading a file replaced under the same name for as long as they overlapped (and now and then
-    failed with "could not read enough bytes"). Readers resolve the link and connect to the version
-    itself (agentprovision/marts.py). Older versions are removed, so erased data does not linger in
-    them; a reader that resolved one just before retries on the current one.
+    kept reading a file replaced under the same name for as long as they overlapped (a reader thread's
+    "could not read enough bytes" in one CI run probably had the same cause). Readers resolve the link
+    and connect to the version itself (agentprovision/marts.py). Older versions are removed, so erased
+    data does not linger in them; a reader that resolved one just before retries on the current one.
     """
     with duckdb.connect(str(duckdb_path)) as con:
         con.execute("CHECKPOINT")  # fold the WAL into the file so the copy is complete
