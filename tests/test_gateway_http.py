@@ -378,3 +378,29 @@ def test_chaos_999_of_1000_calls_succeed_and_attempts_stay_within_configuration(
     # on the client before the busy peer got round to reading them: those were sent, and are recorded.
     timed_out = sum(1 for p in sent if p["error_class"] and "Timeout" in p["error_class"])
     assert len(peer.requests) <= len(sent) <= len(peer.requests) + timed_out
+
+
+def test_litellm_counts_usage_only_for_deployments_with_its_own_limits(
+    peer: OpenAIPeer, engine: Engine, tmp_path: Path
+) -> None:
+    # The gateway's Router skips LiteLLM's per-minute usage counting where no deployment limit would read it
+    # (gateway/router.py); a deployment that sets one must still be counted, call by call.
+    limited = deployment("limited", api_base=peer.api_base("limited"))
+    limited["litellm_params"] |= {"rpm": 1000, "tpm": 1_000_000}
+    models = [deployment("open", api_base=peer.api_base("open")), limited]
+    config = write_config(tmp_path / "c", models, [tenant("acme")], FAST)
+    gateway = Gateway(config, engine)
+    messages = [{"role": "user", "content": "hi"}]
+
+    async def two_calls_each() -> None:
+        for model in ("open", "limited", "open", "limited"):
+            await gateway.router.acompletion(model=model, messages=messages)
+        await asyncio.sleep(0.2)  # LiteLLM's success callbacks run as tasks after the call returns
+
+    asyncio.run(two_calls_each())
+    counters = gateway.router.cache.in_memory_cache.cache_dict
+    gateway.close()
+    requests = {key.split(":")[1]: value for key, value in counters.items() if ":rpm:" in key}
+    tokens = {key.split(":")[1]: value for key, value in counters.items() if ":tpm:" in key}
+    assert requests == {"limited": 2}
+    assert set(tokens) == {"limited"} and tokens["limited"] > 0
