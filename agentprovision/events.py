@@ -54,7 +54,7 @@ class PlatformEvent(BaseModel):
 _ROW_COLUMNS = ("event_id", "tenant_id", "kind", "name", "occurred_at", "recorded_at", "agent_id", "run_id", "payload")
 # Compiled once and run as one executemany on the driver: SQLAlchemy's per-row parameter handling cost
 # more than the insert itself, and the gateway writes five events per model call.
-_INSERT = CompiledStatement(insert(Event).values({name: bindparam(name) for name in _ROW_COLUMNS}))
+INSERT_EVENT = CompiledStatement(insert(Event).values({name: bindparam(name) for name in _ROW_COLUMNS}))
 
 
 def write_events(engine: Engine, events: Iterable[PlatformEvent]) -> int:
@@ -64,7 +64,7 @@ def write_events(engine: Engine, events: Iterable[PlatformEvent]) -> int:
         dialect = engine.dialect
         with engine.begin() as connection:
             connection.exec_driver_sql(
-                _INSERT.compiled_for(dialect).sql, [_INSERT.arguments(dialect, row) for row in rows]
+                INSERT_EVENT.compiled_for(dialect).sql, [INSERT_EVENT.arguments(dialect, row) for row in rows]
             )
     return len(rows)
 
@@ -95,15 +95,23 @@ class EventWriter:
 
     def flush(self) -> int:
         with self._write_lock:
-            with self._lock:
-                batch, self._buffer = self._buffer, []
+            batch = self.take()
             try:
                 return write_events(self._engine, batch)
             except Exception:
-                # Keep the batch, in order, ahead of anything emitted meanwhile; the caller sees the error.
-                with self._lock:
-                    self._buffer = batch + self._buffer
+                self.put_back(batch)  # the caller sees the error
                 raise
+
+    def take(self) -> list[PlatformEvent]:
+        """Everything buffered, for an owner that writes it in a transaction of its own; see `put_back`."""
+        with self._lock:
+            batch, self._buffer = self._buffer, []
+        return batch
+
+    def put_back(self, batch: list[PlatformEvent]) -> None:
+        """A taken batch that did not land: kept, in order, ahead of anything emitted meanwhile."""
+        with self._lock:
+            self._buffer = batch + self._buffer
 
     @property
     def pending(self) -> int:

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+import time
 from pathlib import Path
 
 import pytest
 from gateway_support import deployment, request, tenant, write_config
 from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, bindparam, func, select
+from sqlalchemy.exc import IntegrityError
 
+from agentprovision.events import PlatformEvent
 from agentprovision.store.gateway_models import GatewayBudgetCounter, GatewayReservation
+from agentprovision.store.models import Event
 from agents.gateway import Gateway
 from agents.gateway.ledger import LedgerStatement, LedgerTransaction, LedgerWorker
 
@@ -104,3 +109,70 @@ def test_a_call_cancelled_while_its_reservation_is_queued_gives_it_back(store: E
         )
     assert statuses == ["released"]
     assert reserved == 0
+
+
+def test_a_job_nobody_waits_for_reports_a_failure_and_only_a_failure(store: Engine) -> None:
+    NOTES.create(store)
+    worker = LedgerWorker(store)
+    failures: list[BaseException] = []
+
+    def failing(tx: LedgerTransaction) -> None:
+        tx.execute(INSERT_NOTE, {"note": "lost"})
+        raise Refused("no")
+
+    def fine(tx: LedgerTransaction) -> None:
+        tx.execute(INSERT_NOTE, {"note": "kept"})
+
+    async def scenario() -> None:
+        started, release = threading.Event(), threading.Event()
+        first = asyncio.ensure_future(worker.run(blocker(started, release)))
+        await asyncio.to_thread(started.wait, 10)
+        worker.submit(failing, on_failure=failures.append)
+        worker.submit(fine, on_failure=failures.append)
+        await asyncio.sleep(0.05)  # both are queued behind the blocker: one batch
+        release.set()
+        await first
+
+    asyncio.run(scenario())
+    worker.submit(failing, on_failure=failures.append)  # and alone, in a transaction of its own
+    worker.close()
+    assert [type(error) for error in failures] == [Refused, Refused]
+    with store.connect() as connection:
+        assert list(connection.scalars(select(NOTES.c.note))) == ["kept"]
+
+
+def wait_for(condition, what: str, timeout: float = 10) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def test_async_calls_write_their_events_on_the_ledger_thread_and_keep_a_batch_that_failed(
+    store: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = write_config(tmp_path / "c", [deployment("sandbox-basic", tier="basic")], [tenant("acme", hard=10)])
+    gateway = Gateway(config, store)
+    gateway.events.batch_size = 10
+
+    async def calls(count: int) -> None:
+        for _ in range(count):
+            await gateway.acomplete(request("acme", max_tokens=20))
+
+    def stored() -> list[str]:
+        with store.connect() as connection:
+            return list(connection.scalars(select(Event.event_id).order_by(Event.seq)))
+
+    asyncio.run(calls(3))  # five events a call: the first ten are due after the second call
+    wait_for(lambda: len(stored()) == 10, "the first batch")  # written without any flush
+    assert gateway.events.pending == 5
+
+    # An event whose id is already stored makes the next batch fail as a whole (a unique key).
+    gateway.events.emit(PlatformEvent(event_id=stored()[0], tenant_id="acme", kind="run", name="duplicate"))
+    with caplog.at_level(logging.WARNING, logger="agents.gateway.gateway"):
+        asyncio.run(calls(1))
+        wait_for(lambda: "11 gateway events kept for the next flush" in caplog.text, "the failed batch")
+    assert len(stored()) == 10
+    assert gateway.events.pending == 11  # kept, in order: nothing lost
+    with pytest.raises(IntegrityError):
+        gateway.close()  # the final flush meets the same duplicate and says so

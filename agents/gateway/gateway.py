@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import uuid
 from collections.abc import Callable
@@ -21,7 +22,7 @@ import litellm
 from sqlalchemy import Engine
 
 from agentprovision.config.schema import AdminConfig, Agent, ModelRequirements, TenantFile
-from agentprovision.events import EventWriter, PlatformEvent
+from agentprovision.events import INSERT_EVENT, EventWriter, PlatformEvent
 from agents.gateway import guardrails, telemetry
 from agents.gateway.attempts import CURRENT, Attempt, AttemptLog
 from agents.gateway.budgets import (
@@ -50,6 +51,7 @@ from agents.gateway.sandbox import register as register_sandbox
 from agents.gateway.tokens import count_prompt
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 # Our token count (LiteLLM's bundled tokenizer) can differ from a provider's; reserving a little
 # more than we counted keeps the budget guarantee when the provider counts higher.
@@ -215,9 +217,10 @@ class Gateway:
         return result
 
     async def acomplete(self, request: CompletionRequest) -> CompletionResult:
-        # Only the ledger transactions leave the event loop, for the gateway's one ledger thread, which
-        # commits those of concurrent calls together (see LedgerWorker). The checks, scans and events are
-        # short CPU work: handing them to a thread as well cost more CPU than doing them.
+        # Only the ledger transactions (and, once a batch is due, the event inserts) leave the event loop,
+        # for the gateway's one ledger thread, which commits those of concurrent calls together (see
+        # LedgerWorker). The checks, scans and events are short CPU work: handing them to a thread as
+        # well cost more CPU than doing them.
         with telemetry.tracer().start_as_current_span("chat") as span:
             call = self._prepare(request, span)
             await self._aadmit(call, span)
@@ -240,7 +243,7 @@ class Gateway:
             crossings = await self._ledger.run(lambda tx: self._settle(tx, call, charge, now))
             result = self._complete(call, response, span, charge, crossings)
         if self._events_full():
-            await asyncio.to_thread(self.events.flush)  # once per batch of events, off the event loop
+            self._write_events_on_ledger()
         return result
 
     def release_stale_reservations(self) -> int:
@@ -253,9 +256,12 @@ class Gateway:
         return self.events.flush()
 
     def close(self) -> None:
+        """Finish the queued ledger jobs, then write the events still buffered (raising if they cannot be)."""
         self._ledger.close()
-        self.events.flush()
-        self.router.close_thread_loop()
+        try:
+            self.events.flush()
+        finally:
+            self.router.close_thread_loop()
 
     # --- steps -----------------------------------------------------------------------------------
 
@@ -566,6 +572,26 @@ class Gateway:
 
     def _events_full(self) -> bool:
         return self._owns_events and self.events.pending >= self.events.batch_size
+
+    def _write_events_on_ledger(self) -> None:
+        """Queue the buffered events into the ledger thread's next transaction; nobody waits for them.
+
+        Flushed from a thread of their own, every call that ended before the flush took the buffer
+        queued one more flush and transaction; here the batch is taken at once and rides a commit the
+        ledger makes anyway, which measured some 0.1 ms per call less (docs/benchmarks.md). A batch that
+        does not land goes back to the buffer for the next flush, with a warning. Rows of a batch written
+        here and of one flushed meanwhile by a sync caller may interleave; each batch keeps its order.
+        """
+        batch = self.events.take()
+
+        def write(tx: LedgerTransaction) -> None:
+            tx.execute_many(INSERT_EVENT, [event.as_row() for event in batch])
+
+        def put_back(error: BaseException) -> None:
+            self.events.put_back(batch)
+            logger.warning("%d gateway events kept for the next flush: writing them failed (%s)", len(batch), error)
+
+        self._ledger.submit(write, on_failure=put_back)
 
     # --- events ----------------------------------------------------------------------------------
 

@@ -55,6 +55,15 @@ class LedgerTransaction:
         self._run(statement, params)
         return list(self._cursor.fetchall())
 
+    def execute_many(self, statement: CompiledStatement, rows: list[dict[str, Any]]) -> None:
+        """One statement for many rows (an executemany), e.g. a batch of events."""
+        compiled = statement.compiled_for(self.dialect)
+        arguments = [statement.arguments(self.dialect, row) for row in rows]
+        try:
+            self._cursor.executemany(compiled.sql, arguments)
+        except self.dialect.loaded_dbapi.Error as error:
+            raise _wrapped(self.dialect, compiled.sql, error) from error
+
     def _run(self, statement: LedgerStatement, params: dict[str, Any]) -> None:
         compiled = statement.compiled_for(self.dialect)
         arguments = statement.arguments(self.dialect, params)
@@ -113,6 +122,7 @@ class _Job(Generic[T]):
     work: Callable[[LedgerTransaction], T]
     loop: asyncio.AbstractEventLoop | None = None  # None: nobody waits for the outcome
     future: asyncio.Future[T] | None = None
+    on_failure: Callable[[BaseException], object] | None = None  # for a job nobody waits for
     result: Any = None
     error: BaseException | None = None
 
@@ -144,10 +154,17 @@ class LedgerWorker:
         self._jobs.put(_Job(work, loop, future))
         return await future
 
-    def submit(self, work: Callable[[LedgerTransaction], object]) -> None:
-        """Queue `work` without waiting for it, e.g. to undo a job whose caller was cancelled meanwhile."""
+    def submit(
+        self,
+        work: Callable[[LedgerTransaction], object],
+        on_failure: Callable[[BaseException], object] | None = None,
+    ) -> None:
+        """Queue `work` without waiting for it, e.g. to undo a job whose caller was cancelled meanwhile.
+
+        `on_failure(error)` runs on the ledger thread if the job's writes did not hold: the job raised, or
+        its batch did not commit. It must not raise."""
         self._ensure_started()
-        self._jobs.put(_Job(work))
+        self._jobs.put(_Job(work, on_failure=on_failure))
 
     def close(self) -> None:
         """Finish the queued jobs and stop the thread (a later `run` starts it again)."""
@@ -194,6 +211,9 @@ class LedgerWorker:
             # A lone job failed (its transaction rolled back), or the batch did not commit: no write of it holds.
             for job in batch:
                 job.error = error
+        for job in batch:
+            if job.error is not None and job.on_failure is not None:
+                job.on_failure(job.error)
         by_loop: dict[asyncio.AbstractEventLoop, list[_Job[Any]]] = {}
         for job in batch:
             if job.loop is not None:
