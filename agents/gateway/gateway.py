@@ -583,9 +583,11 @@ class Gateway:
         here and of one flushed meanwhile by a sync caller may interleave; each batch keeps its order.
         """
         batch = self.events.take()
+        dialect = self._engine.dialect
+        arguments = [INSERT_EVENT.arguments(dialect, event.as_row()) for event in batch]
 
         def write(tx: LedgerTransaction) -> None:
-            tx.execute_many(INSERT_EVENT, [event.as_row() for event in batch])
+            tx.execute_many(INSERT_EVENT, arguments)
 
         def put_back(error: BaseException) -> None:
             self.events.put_back(batch)

@@ -55,10 +55,11 @@ class LedgerTransaction:
         self._run(statement, params)
         return list(self._cursor.fetchall())
 
-    def execute_many(self, statement: CompiledStatement, rows: list[dict[str, Any]]) -> None:
-        """One statement for many rows (an executemany), e.g. a batch of events."""
+    def execute_many(self, statement: CompiledStatement, arguments: list[Any]) -> None:
+        """One statement for many rows (an executemany), e.g. a batch of events. The arguments are each
+        row's `statement.arguments(dialect, row)`, prepared by the caller: off this thread, if it is the
+        ledger thread, where Python work competes with the event loop for the GIL."""
         compiled = statement.compiled_for(self.dialect)
-        arguments = [statement.arguments(self.dialect, row) for row in rows]
         try:
             self._cursor.executemany(compiled.sql, arguments)
         except self.dialect.loaded_dbapi.Error as error:
