@@ -6,6 +6,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, bindpar
 from sqlalchemy.exc import IntegrityError
 
 from agentprovision.events import PlatformEvent
+from agentprovision.store.db import make_engine
 from agentprovision.store.gateway_models import GatewayBudgetCounter, GatewayReservation
 from agentprovision.store.models import Event
 from agents.gateway import Gateway
@@ -39,7 +41,7 @@ def blocker(started: threading.Event, release: threading.Event):  # type: ignore
 
 def test_a_refused_job_undoes_only_its_own_writes_and_the_batch_commits_once(store: Engine) -> None:
     NOTES.create(store)
-    worker = LedgerWorker(store)
+    worker = LedgerWorker(store, on_loop=False)  # the blocker holds the thread
 
     def note(text: str, refuse: bool = False):  # type: ignore[no-untyped-def]
         def work(tx: LedgerTransaction) -> str:
@@ -87,6 +89,7 @@ def test_a_lone_failing_job_changes_nothing_and_its_caller_gets_the_error(store:
 def test_a_call_cancelled_while_its_reservation_is_queued_gives_it_back(store: Engine, tmp_path: Path) -> None:
     config = write_config(tmp_path / "c", [deployment("sandbox-basic", tier="basic")], [tenant("acme", hard=10)])
     gateway = Gateway(config, store)
+    gateway._ledger = LedgerWorker(store, on_loop=False)  # so the blocker can hold the one thread
 
     async def scenario() -> None:
         started, release = threading.Event(), threading.Event()
@@ -113,7 +116,7 @@ def test_a_call_cancelled_while_its_reservation_is_queued_gives_it_back(store: E
 
 def test_a_job_nobody_waits_for_reports_a_failure_and_only_a_failure(store: Engine) -> None:
     NOTES.create(store)
-    worker = LedgerWorker(store)
+    worker = LedgerWorker(store, on_loop=False)  # the blocker holds the thread
     failures: list[BaseException] = []
 
     def failing(tx: LedgerTransaction) -> None:
@@ -176,3 +179,73 @@ def test_async_calls_write_their_events_on_the_ledger_thread_and_keep_a_batch_th
     assert gateway.events.pending == 11  # kept, in order: nothing lost
     with pytest.raises(IntegrityError):
         gateway.close()  # the final flush meets the same duplicate and says so
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[Engine]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'ops.db'}")
+    NOTES.create(engine)
+    yield engine
+    engine.dispose()
+
+
+def noting(text: str, threads: list[int]):  # type: ignore[no-untyped-def]
+    def work(tx: LedgerTransaction) -> str:
+        threads.append(threading.get_ident())
+        tx.execute(INSERT_NOTE, {"note": text})
+        return text
+
+    return work
+
+
+def test_on_sqlite_a_batch_runs_on_the_event_loop_when_the_write_lock_is_free(sqlite_store: Engine) -> None:
+    worker = LedgerWorker(sqlite_store)
+    threads: list[int] = []
+
+    async def scenario() -> list[str]:
+        return await asyncio.gather(*(worker.run(noting(text, threads)) for text in ("a", "b", "c")))
+
+    assert asyncio.run(scenario()) == ["a", "b", "c"]
+    worker.close()
+    assert set(threads) == {threading.get_ident()}  # asyncio.run's loop runs in this thread
+    assert worker.batches == 1
+
+
+def test_on_sqlite_a_batch_that_finds_the_lock_taken_waits_on_the_thread_and_the_loop_goes_on(
+    sqlite_store: Engine,
+) -> None:
+    worker = LedgerWorker(sqlite_store)
+    threads: list[int] = []
+    holder = sqlite_store.raw_connection()  # another writer, e.g. a second gateway process
+    holder.cursor().execute("BEGIN IMMEDIATE")
+
+    async def scenario() -> tuple[list[str], int, str]:
+        ticks = 0
+
+        async def heartbeat() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        beating = asyncio.ensure_future(heartbeat())
+        first = asyncio.ensure_future(worker.run(noting("first", threads)))
+        await asyncio.sleep(0.05)  # the first batch found the lock taken and waits on the thread
+        second = asyncio.ensure_future(worker.run(noting("second", threads)))  # queued behind it, in order
+        await asyncio.sleep(0.2)
+        ticks_while_locked = ticks
+        holder.commit()
+        done = await asyncio.gather(first, second)
+        after = await worker.run(noting("after", threads))  # the thread is idle again: back on the loop
+        beating.cancel()
+        return done, ticks_while_locked, after
+
+    done, ticks_while_locked, after = asyncio.run(scenario())
+    worker.close()
+    holder.close()
+    assert done == ["first", "second"] and after == "after"
+    assert ticks_while_locked >= 10  # the loop never waited on the lock
+    loop_thread = threading.get_ident()
+    assert threads[0] != loop_thread and threads[1] != loop_thread and threads[2] == loop_thread
+    with sqlite_store.connect() as connection:
+        assert list(connection.scalars(select(NOTES.c.note).order_by(NOTES.c.id))) == ["first", "second", "after"]

@@ -4,8 +4,8 @@ Every model call runs two small transactions (admission before the call, settlem
 few single-row statements. Through SQLAlchemy's Connection each statement cost some 25-30 µs of
 Python, several times what SQLite needs to run it, so the ledger's statements are compiled once per
 dialect and run on the DBAPI cursor (agentprovision.store.compiled). Sync callers run their
-transactions in their own thread (`ledger_transaction`); async callers hand them to the gateway's
-one ledger thread (`LedgerWorker`), which commits the jobs of concurrent calls together.
+transactions in their own thread (`ledger_transaction`); async callers queue them with the gateway's
+`LedgerWorker`, which commits the jobs of concurrent calls together.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 
 from agentprovision.store.compiled import CompiledStatement
+
+SQLITE_BUSY = 5  # sqlite3.SQLITE_BUSY, without importing the driver on PostgreSQL-only installs
 
 T = TypeVar("T")
 
@@ -118,6 +120,47 @@ def ledger_transaction(engine: Engine) -> Iterator[LedgerTransaction]:
         connection.close()  # back to the pool
 
 
+class StoreBusy(Exception):
+    """Another writer holds SQLite's write lock: the batch waits for it on the ledger thread instead."""
+
+
+@contextmanager
+def transaction_without_waiting(engine: Engine) -> Iterator[LedgerTransaction]:
+    """A SQLite ledger transaction that takes the write lock only if it is free at once (StoreBusy if not).
+
+    Once BEGIN IMMEDIATE holds the lock, nothing else in a WAL-mode transaction waits for another
+    connection, so a batch run this way never blocks its thread on a lock."""
+    dialect = engine.dialect
+    connection = engine.raw_connection()
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA busy_timeout")
+    (waiting_ms,) = cursor.fetchone()
+    cursor.execute("PRAGMA busy_timeout=0")
+    try:
+        try:
+            cursor.execute("BEGIN IMMEDIATE")
+        except dialect.loaded_dbapi.OperationalError as error:
+            if getattr(error, "sqlite_errorcode", 0) & 0xFF == SQLITE_BUSY:
+                raise StoreBusy from error
+            raise _wrapped(dialect, "BEGIN IMMEDIATE", error) from error
+        try:
+            yield LedgerTransaction(cursor, dialect)
+            connection.commit()
+        except dialect.loaded_dbapi.Error as error:
+            connection.rollback()
+            raise _wrapped(dialect, "COMMIT", error) from error
+        except BaseException:
+            connection.rollback()
+            raise
+    finally:
+        try:
+            cursor.execute(f"PRAGMA busy_timeout={int(waiting_ms)}")
+        except Exception:
+            connection.invalidate()  # never back to the pool as a connection that gives up on a lock at once
+        cursor.close()
+        connection.close()
+
+
 @dataclass
 class _Job(Generic[T]):
     work: Callable[[LedgerTransaction], T]
@@ -129,30 +172,38 @@ class _Job(Generic[T]):
 
 
 class LedgerWorker:
-    """One thread that runs the ledger transactions of async callers, many per commit.
+    """Runs the ledger transactions of async callers, many per commit, without the event loop waiting on a lock.
 
-    Handing each transaction to a thread pool cost more CPU than the transaction itself: two hand-offs per
-    call, and pool threads running Python alongside the event loop fight over the GIL. Here the event
-    loop queues a job and awaits it; the one worker takes every job queued meanwhile and runs them in one
-    transaction, each inside a savepoint so a refused job (a budget or rate limit) undoes only its own
-    writes, then commits once and wakes each waiting loop once. The loop itself never waits on a lock.
-    Jobs run in the order they were queued, so a job queued after another sees its writes.
+    The loop queues a job and awaits it. Every job queued meanwhile runs in one transaction, each inside a
+    savepoint so a refused job (a budget or rate limit) undoes only its own writes; the batch commits once
+    and each waiting loop is woken once. Jobs run in the order they were queued, so a job queued after
+    another sees its writes.
+
+    Where a batch runs: on PostgreSQL, on the worker's one thread (a statement is a round trip to the
+    server). On SQLite, first on the event loop itself, right after the jobs were queued, if the write lock
+    is free at once; a batch that finds it taken goes to the thread, which waits for it, and so do the jobs
+    queued while the thread has work, to keep their order. Run on the thread, the same SQLite batch cost
+    about twice the CPU: its Python competed with the loop for the GIL and took it back after every
+    statement (docs/benchmarks.md). A thread pool per transaction, before that, cost more still.
     """
 
-    def __init__(self, engine: Engine, max_batch: int = 64):
+    def __init__(self, engine: Engine, max_batch: int = 64, *, on_loop: bool | None = None):
         self._engine = engine
         self._max_batch = max_batch
+        self._on_loop = engine.dialect.name == "sqlite" if on_loop is None else on_loop
         self._jobs: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._loop_jobs: dict[asyncio.AbstractEventLoop, list[_Job[Any]]] = {}  # queued to run on their loop
+        self._on_thread = 0  # jobs handed to the thread and not finished yet
+        self._count_lock = threading.Lock()
         self.batches = 0  # transactions run so far, for a look at how well jobs are batched
 
     async def run(self, work: Callable[[LedgerTransaction], T]) -> T:
         """Run `work(tx)` in a ledger transaction; its result, or its exception, once the batch committed."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._ensure_started()
-        self._jobs.put(_Job(work, loop, future))
+        self._queue(_Job(work, loop, future))
         return await future
 
     def submit(
@@ -164,16 +215,58 @@ class LedgerWorker:
 
         `on_failure(error)` runs on the ledger thread if the job's writes did not hold: the job raised, or
         its batch did not commit. It must not raise."""
-        self._ensure_started()
-        self._jobs.put(_Job(work, on_failure=on_failure))
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        self._queue(_Job(work, loop=None, on_failure=on_failure), loop)
 
     def close(self) -> None:
         """Finish the queued jobs and stop the thread (a later `run` starts it again)."""
+        # Jobs whose loop stopped before it ran them still run, on the thread.
+        leftovers = [job for jobs in list(self._loop_jobs.values()) for job in jobs]
+        self._loop_jobs.clear()
+        if leftovers:
+            self._to_thread(leftovers)
         with self._start_lock:
             thread, self._thread = self._thread, None
         if thread is not None:
             self._jobs.put(None)
             thread.join()
+
+    def _queue(self, job: _Job[Any], loop: asyncio.AbstractEventLoop | None = None) -> None:
+        loop = loop or job.loop
+        pending = self._loop_jobs.get(loop) if loop is not None else None
+        if pending is not None:
+            pending.append(job)  # behind this loop's queued jobs, whatever the thread is doing
+        elif self._on_loop and loop is not None and self._on_thread == 0:
+            self._loop_jobs[loop] = [job]
+            loop.call_soon(self._run_on_loop, loop)
+        else:
+            self._to_thread([job])
+
+    def _to_thread(self, jobs: list[_Job[Any]]) -> None:
+        with self._count_lock:
+            self._on_thread += len(jobs)
+        self._ensure_started()
+        for job in jobs:
+            self._jobs.put(job)
+
+    def _run_on_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch = self._loop_jobs.pop(loop, [])
+        if not batch:
+            return
+        try:
+            with transaction_without_waiting(self._engine) as tx:
+                self._run_jobs(tx, batch)
+        except StoreBusy:
+            self._to_thread(batch)  # nothing of it ran
+            return
+        except BaseException as error:
+            for job in batch:
+                job.error = error
+        self.batches += 1
+        self._finish(batch, loop)
 
     def _ensure_started(self) -> None:
         if self._thread is None:
@@ -200,18 +293,29 @@ class LedgerWorker:
             self._run_batch(batch)
 
     def _run_batch(self, batch: list[_Job[Any]]) -> None:
+        """On the thread."""
         self.batches += 1
         try:
             with ledger_transaction(self._engine) as tx:
-                if len(batch) == 1:
-                    batch[0].result = batch[0].work(tx)  # an error rolls back the whole (one-job) transaction
-                else:
-                    for job in batch:
-                        self._run_in_savepoint(tx, job)
+                self._run_jobs(tx, batch)
         except BaseException as error:
-            # A lone job failed (its transaction rolled back), or the batch did not commit: no write of it holds.
             for job in batch:
                 job.error = error
+        with self._count_lock:
+            self._on_thread -= len(batch)
+        self._finish(batch, None)
+
+    def _run_jobs(self, tx: LedgerTransaction, batch: list[_Job[Any]]) -> None:
+        """An error that leaves here means the transaction rolled back: no write of the batch holds."""
+        if len(batch) == 1:
+            batch[0].result = batch[0].work(tx)  # an error rolls back the whole (one-job) transaction
+        else:
+            for job in batch:
+                self._run_in_savepoint(tx, job)
+
+    @staticmethod
+    def _finish(batch: list[_Job[Any]], running: asyncio.AbstractEventLoop | None) -> None:
+        """Report failures of unwaited jobs, then wake each waiting loop once (at once if it is `running`)."""
         for job in batch:
             if job.error is not None and job.on_failure is not None:
                 job.on_failure(job.error)
@@ -220,6 +324,9 @@ class LedgerWorker:
             if job.loop is not None:
                 by_loop.setdefault(job.loop, []).append(job)
         for loop, jobs in by_loop.items():
+            if loop is running:
+                _deliver(jobs)
+                continue
             with contextlib.suppress(RuntimeError):  # that loop is closed: nobody is waiting any more
                 loop.call_soon_threadsafe(_deliver, jobs)
 
