@@ -217,10 +217,10 @@ class Gateway:
         return result
 
     async def acomplete(self, request: CompletionRequest) -> CompletionResult:
-        # Only the ledger transactions (and, once a batch is due, the event inserts) leave the event loop,
-        # for the gateway's one ledger thread, which commits those of concurrent calls together (see
-        # LedgerWorker). The checks, scans and events are short CPU work: handing them to a thread as
-        # well cost more CPU than doing them.
+        # The ledger transactions (and, once a batch is due, the event inserts) are queued with the
+        # LedgerWorker, which commits those of concurrent calls together and never lets the event loop
+        # wait on a lock. The checks, scans and events are short CPU work: handing them to a thread
+        # cost more CPU than doing them.
         with telemetry.tracer().start_as_current_span("chat") as span:
             call = self._prepare(request, span)
             await self._aadmit(call, span)
@@ -238,8 +238,8 @@ class Gateway:
                 raise
             charge = self._charge(call, response)
             now = self._clock()
-            # Cancelled while this is queued, the settlement still commits on the ledger thread; only its
-            # alerts and usage events are not written.
+            # Cancelled while this is queued, the settlement still commits (queued jobs run whoever waits);
+            # only its alerts and usage events are not written.
             crossings = await self._ledger.run(lambda tx: self._settle(tx, call, charge, now))
             result = self._complete(call, response, span, charge, crossings)
         if self._events_full():
@@ -358,7 +358,7 @@ class Gateway:
         try:
             await self._ledger.run(lambda tx: self._hold(tx, call, now))
         except asyncio.CancelledError:
-            # The hold may still commit on the ledger thread: undo it there, right after it.
+            # The hold may still commit: queue its undo right behind it.
             self._ledger.submit(lambda tx: self._release(tx, call, now))
             raise
         except (RateLimited, BudgetExceeded) as error:
@@ -574,11 +574,11 @@ class Gateway:
         return self._owns_events and self.events.pending >= self.events.batch_size
 
     def _write_events_on_ledger(self) -> None:
-        """Queue the buffered events into the ledger thread's next transaction; nobody waits for them.
+        """Queue the buffered events into the ledger's next transaction; nobody waits for them.
 
         Flushed from a thread of their own, every call that ended before the flush took the buffer
         queued one more flush and transaction; here the batch is taken at once and rides a commit the
-        ledger makes anyway, which measured some 0.1 ms per call less (docs/benchmarks.md). A batch that
+        ledger makes anyway (docs/benchmarks.md). A batch that
         does not land goes back to the buffer for the next flush, with a warning. Rows of a batch written
         here and of one flushed meanwhile by a sync caller may interleave; each batch keeps its order.
         """
