@@ -249,3 +249,21 @@ def test_on_sqlite_a_batch_that_finds_the_lock_taken_waits_on_the_thread_and_the
     assert threads[0] != loop_thread and threads[1] != loop_thread and threads[2] == loop_thread
     with sqlite_store.connect() as connection:
         assert list(connection.scalars(select(NOTES.c.note).order_by(NOTES.c.id))) == ["first", "second", "after"]
+
+
+def test_on_sqlite_an_interrupt_inside_a_batch_on_the_loop_still_stops_it(sqlite_store: Engine) -> None:
+    worker = LedgerWorker(sqlite_store)
+
+    def interrupted(tx: LedgerTransaction) -> None:
+        tx.execute(INSERT_NOTE, {"note": "lost"})
+        raise KeyboardInterrupt
+
+    async def scenario() -> None:
+        worker.submit(interrupted)  # nobody awaits it: only the batch itself can stop the loop
+        await asyncio.sleep(1)
+
+    with pytest.raises(KeyboardInterrupt):
+        asyncio.run(scenario())
+    worker.close()
+    with sqlite_store.connect() as connection:
+        assert connection.scalar(select(func.count()).select_from(NOTES)) == 0

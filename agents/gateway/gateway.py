@@ -578,9 +578,9 @@ class Gateway:
 
         Flushed from a thread of their own, every call that ended before the flush took the buffer
         queued one more flush and transaction; here the batch is taken at once and rides a commit the
-        ledger makes anyway (docs/benchmarks.md). A batch that
-        does not land goes back to the buffer for the next flush, with a warning. Rows of a batch written
-        here and of one flushed meanwhile by a sync caller may interleave; each batch keeps its order.
+        ledger makes anyway (docs/benchmarks.md). A batch that does not land goes back to the buffer
+        for the next flush, with a warning. Rows of a batch written here and of one flushed meanwhile
+        by a sync caller may interleave; each batch keeps its order.
         """
         batch = self.events.take()
         dialect = self._engine.dialect

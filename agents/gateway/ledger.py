@@ -213,8 +213,8 @@ class LedgerWorker:
     ) -> None:
         """Queue `work` without waiting for it, e.g. to undo a job whose caller was cancelled meanwhile.
 
-        `on_failure(error)` runs on the ledger thread if the job's writes did not hold: the job raised, or
-        its batch did not commit. It must not raise."""
+        `on_failure(error)` runs where the batch ran (the event loop or the ledger thread) if the job's
+        writes did not hold: the job raised, or its batch did not commit. It must not raise."""
         try:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
@@ -256,6 +256,7 @@ class LedgerWorker:
         batch = self._loop_jobs.pop(loop, [])
         if not batch:
             return
+        interrupted: BaseException | None = None
         try:
             with transaction_without_waiting(self._engine) as tx:
                 self._run_jobs(tx, batch)
@@ -265,8 +266,12 @@ class LedgerWorker:
         except BaseException as error:
             for job in batch:
                 job.error = error
+            if not isinstance(error, Exception):
+                interrupted = error  # KeyboardInterrupt, SystemExit: the loop must still stop
         self.batches += 1
         self._finish(batch, loop)
+        if interrupted is not None:
+            raise interrupted
 
     def _ensure_started(self) -> None:
         if self._thread is None:
