@@ -14,7 +14,7 @@ all of them alike; the per-round range of the ratio shows how much that load mov
     uv run python benchmarks/gateway_overhead.py [--calls 2000] [--rounds 10] [--store URL] [--no-write]
 
 A concurrent round should be several times CONCURRENCY calls long: its first and last 32 calls run with
-fewer than 32 in flight, where the gateway's ledger thread batches less. At 60 calls per round a third
+fewer than 32 in flight, where the gateway's ledger batches less. At 60 calls per round a third
 of each round was that ramp (1.36x against 1.29x at 200 per round, same run conditions).
 """
 

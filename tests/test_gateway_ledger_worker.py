@@ -151,7 +151,7 @@ def wait_for(condition, what: str, timeout: float = 10) -> None:  # type: ignore
         time.sleep(0.01)
 
 
-def test_async_calls_write_their_events_on_the_ledger_thread_and_keep_a_batch_that_failed(
+def test_async_calls_write_their_events_with_the_ledger_and_keep_a_batch_that_failed(
     store: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     config = write_config(tmp_path / "c", [deployment("sandbox-basic", tier="basic")], [tenant("acme", hard=10)])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import queue
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,8 +26,6 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 
 from agentprovision.store.compiled import CompiledStatement
-
-SQLITE_BUSY = 5  # sqlite3.SQLITE_BUSY, without importing the driver on PostgreSQL-only installs
 
 T = TypeVar("T")
 
@@ -140,7 +139,7 @@ def transaction_without_waiting(engine: Engine) -> Iterator[LedgerTransaction]:
         try:
             cursor.execute("BEGIN IMMEDIATE")
         except dialect.loaded_dbapi.OperationalError as error:
-            if getattr(error, "sqlite_errorcode", 0) & 0xFF == SQLITE_BUSY:
+            if getattr(error, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY:
                 raise StoreBusy from error
             raise _wrapped(dialect, "BEGIN IMMEDIATE", error) from error
         try:
